@@ -1,0 +1,5 @@
+"""``python -m poorinit``."""
+
+from .cli import main
+
+raise SystemExit(main())

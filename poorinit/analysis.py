@@ -1,0 +1,126 @@
+"""Running the rule over a trial: the one place where checks meet files.
+
+Each analysed step file is opened once; every check takes the tensors it
+selects from it, and nothing else is read. :class:`Analysis` keeps the
+per-step figures so a caller can add steps as they arrive (``--follow``) and
+ask for the verdict at any point.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .checks.base import Check, CriterionResult, Selector, Status
+from .checks.registry import load_checks
+from .errors import NothingToAnalyseError
+from .params import RuleParams
+from .rule import Verdict, conclude
+from .trial import Tensor, Trial
+
+
+def _span(steps: Sequence[int]) -> str:
+    if not steps:
+        return "no steps"
+    return f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
+
+
+def _gaps(steps: Sequence[int]) -> list[str]:
+    return [f"{a + 1}-{b - 1}" if b - a > 2 else str(a + 1) for a, b in zip(steps, steps[1:]) if b - a > 1]
+
+
+class Analysis:
+    """The rule applied to one trial, step by step."""
+
+    def __init__(self, trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None) -> None:
+        self.trial = trial
+        self.params = params
+        self.checks = [cls(params) for cls in (load_checks() if checks is None else checks)]
+        self._selectors: list[Selector] = [check.selector() for check in self.checks]
+        self._measures: list[dict[int, Any]] = [{} for _ in self.checks]
+        self._wrong_collection: list[set[str]] = [set() for _ in self.checks]
+        self._names: set[str] = set()
+        self.steps: list[int] = []
+
+    def add_step(self, step: int) -> None:
+        """Open the step's files (one per worker), let every check measure, close."""
+        readers = []
+        try:
+            for step_file in self.trial.step_files(step, self.params.mode):
+                readers.append(self.trial.open(step_file))
+            listings = [(reader, reader.tensor_names()) for reader in readers]
+            for index, (check, selector) in enumerate(zip(self.checks, self._selectors)):
+                chosen: dict[str, list[Tensor]] = {}
+                for reader, names in listings:
+                    for name, collections in names:
+                        self._names.add(name)
+                        if selector.matches(name, collections):
+                            chosen.setdefault(name, []).append(reader.tensor(name))
+                        elif selector.wrong_collection(name, collections):
+                            self._wrong_collection[index].add(name)
+                if chosen:
+                    self._measures[index][step] = check.measure(step, chosen)
+        finally:
+            for reader in readers:
+                reader.close()
+        self.steps.append(step)
+
+    def results(self) -> list[CriterionResult]:
+        results = []
+        for check, selector, measures, wrong in zip(
+            self.checks, self._selectors, self._measures, self._wrong_collection
+        ):
+            if measures:
+                results.append(check.judge(measures))
+                continue
+            reason = f"no tensor matched {selector.describe()} in {_span(self.steps)} of mode {self.params.mode}"
+            if wrong:
+                reason += f" (matched by name but marked as another collection: {', '.join(sorted(wrong)[:3])})"
+            results.append(check.result(Status.NOT_APPLICABLE, reason))
+        return results
+
+    def holds(self) -> str:
+        """What the analysed steps hold, for an error that must say what *is* there."""
+        names = sorted(self._names)
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        return f"; the analysed steps hold: {shown or 'no tensors'} (see `poorinit inspect`)"
+
+    def verdict(self) -> Verdict:
+        warnings = []
+        if len(self.steps) < self.params.steps:
+            warnings.append(f"analysed {len(self.steps)} of steps={self.params.steps} steps: the trial has no more")
+        gaps = _gaps(self.steps)
+        if gaps:
+            warnings.append(f"steps missing from the trial: {', '.join(gaps)}")
+        return conclude(
+            str(self.trial.path), self.params, self.steps, self.results(), warnings, self.holds()
+        )
+
+
+def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
+    """The first ``steps`` steps of the mode present in the trial, by step number."""
+    steps = trial.steps(params.mode)
+    if not steps:
+        modes = ", ".join(trial.modes) or "none"
+        raise NothingToAnalyseError(f"{trial.path}: no step files of mode {params.mode!r} (modes present: {modes})")
+    return steps[: params.steps]
+
+
+def evaluate(trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None) -> Verdict:
+    analysis = Analysis(trial, params, checks)
+    for step in analysed_steps(trial, params):
+        analysis.add_step(step)
+    return analysis.verdict()
+
+
+def analyze(
+    path: str | os.PathLike[str], *, checks: Iterable[type[Check]] | None = None, **params: Any
+) -> Verdict:
+    """Apply the PoorWeightInitialization rule to the trial at ``path``.
+
+    ``params`` are the rule's parameters (see :class:`~poorinit.params.RuleParams`),
+    strings accepted as on the command line. Raises a
+    :class:`~poorinit.errors.PoorinitError` when the trial cannot be analysed.
+    """
+    return evaluate(Trial(path), RuleParams.from_values(**params), checks)

@@ -1,0 +1,122 @@
+"""The Check interface and the result every criterion returns.
+
+A check is split in two so that the reading and the judging stay apart:
+``measure`` reduces the tensors of one step to a small figure (it may stream
+from disk), ``judge`` turns the figures of all analysed steps into a
+:class:`CriterionResult` and is a pure function. ``--follow`` calls ``judge``
+again as each step arrives.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from ..params import RuleParams
+from ..trial import Tensor
+
+
+class Status(str, Enum):
+    """What a criterion concluded. NOT_APPLICABLE always carries a reason."""
+
+    FIRED = "fired"
+    PASSED = "passed"
+    NOT_APPLICABLE = "not_applicable"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which tensors a check reads.
+
+    With ``patterns`` a tensor is chosen by name (``re.match``: anchored at the
+    start, like SageMaker Debugger) and must not be marked with collections that
+    exclude ``collection``; without patterns, by ``collection`` alone. A tensor
+    with no collection marks is judged by its name only.
+    """
+
+    collection: str
+    patterns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compiled", tuple(re.compile(p) for p in self.patterns))
+
+    def matches(self, name: str, collections: Sequence[str]) -> bool:
+        if not self.patterns:
+            return self.collection in collections
+        if not any(p.match(name) for p in self._compiled):  # type: ignore[attr-defined]
+            return False
+        return not collections or self.collection in collections
+
+    def wrong_collection(self, name: str, collections: Sequence[str]) -> bool:
+        """Matched by name but marked as another collection (worth telling the user)."""
+        return bool(
+            self.patterns
+            and collections
+            and self.collection not in collections
+            and any(p.match(name) for p in self._compiled)  # type: ignore[attr-defined]
+        )
+
+    def describe(self) -> str:
+        if self.patterns:
+            return "regex " + ", ".join(repr(p) for p in self.patterns)
+        return f"collection {self.collection!r}"
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    """One criterion's conclusion: status, the figure against the limit, the culprit.
+
+    ``relation`` reads "figure RELATION limit fires", e.g. ``">"`` for the
+    variance ratio and ``"<"`` for the gradient spread. ``per_step`` holds the
+    figure of every analysed step, for plots and for ``--follow``.
+    """
+
+    check: str
+    title: str
+    status: Status
+    reason: str
+    figure: float | None = None
+    limit: float | None = None
+    relation: str = ""
+    step: int | None = None
+    tensor: str | None = None
+    per_step: tuple[tuple[int, float], ...] = field(default=())
+
+    @property
+    def fired(self) -> bool:
+        return self.status is Status.FIRED
+
+
+class Check(ABC):
+    """A criterion of the rule. Subclass, then register under ``poorinit.checks``.
+
+    Class attributes describe the check (shown by ``poorinit checks`` and in
+    reports); ``needs_steps`` is how many steps with data ``judge`` wants before
+    it can conclude (``--follow`` waits for them).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: RuleParams) -> None:
+        self.params = params
+
+    @abstractmethod
+    def selector(self) -> Selector:
+        """The tensors this check reads."""
+
+    @abstractmethod
+    def measure(self, step: int, tensors: Mapping[str, Sequence[Tensor]]) -> Any:
+        """Reduce one step's selected tensors (name -> one per worker) to a figure."""
+
+    @abstractmethod
+    def judge(self, measures: Mapping[int, Any]) -> CriterionResult:
+        """Conclude from the figures of the steps that had data (never empty)."""
+
+    def result(self, status: Status, reason: str, **fields: Any) -> CriterionResult:
+        return CriterionResult(self.name, self.title, status, reason, **fields)

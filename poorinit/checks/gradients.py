@@ -1,0 +1,93 @@
+"""Criterion 2: do gradients spread wide enough to learn from?
+
+Vanishing gradients (too small a start, saturated activations) and dead ones
+(all-zero weights) squeeze the distribution of gradient values to a point. The
+criterion pools every selected gradient value of a step, across tensors and
+workers, and measures the distance between its 5th and 95th percentiles.
+Pooling is deliberate: one tensor may legitimately be near zero (the output
+bias of a balanced classifier is), the gradient signal as a whole may not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import format as fmt
+from ..stats import Moments, Spread, percentile_spread
+from ..trial import Tensor
+from .base import Check, CriterionResult, Selector, Status
+
+# Below this many pooled values a 5th percentile is not a statistic.
+MIN_VALUES = 20
+
+
+@dataclass(frozen=True)
+class GradientMeasure:
+    spread: Spread
+    quietest: str  # the tensor with the smallest standard deviation
+    quietest_std: float
+    nonfinite_in: str | None
+
+
+class GradientSpreadCheck(Check):
+    name = "gradient_spread"
+    title = "gradient distribution"
+    description = "5th-95th percentile spread of all gradient values at a step"
+
+    def selector(self) -> Selector:
+        return Selector(fmt.GRADIENTS, self.params.gradient_regex)
+
+    def measure(self, step: int, tensors: Mapping[str, Sequence[Tensor]]) -> GradientMeasure:
+        per_tensor: dict[str, Moments] = {}
+
+        def pooled() -> Iterator[np.ndarray]:
+            for name, per_worker in tensors.items():
+                total = Moments()
+                for tensor in per_worker:
+                    for block in tensor.blocks():
+                        total = total.merge(Moments.of(block))
+                        yield block
+                per_tensor[name] = total
+
+        spread = percentile_spread(pooled())
+        quietest = min(per_tensor, key=lambda n: per_tensor[n].variance if per_tensor[n].count else math.inf)
+        nonfinite_in = next((n for n, m in per_tensor.items() if m.nonfinite), None)
+        return GradientMeasure(spread, quietest, math.sqrt(per_tensor[quietest].variance or 0.0), nonfinite_in)
+
+    def judge(self, measures: Mapping[int, GradientMeasure]) -> CriterionResult:
+        limit = self.params.distribution_range
+        for step, m in sorted(measures.items()):
+            if m.spread.nonfinite:
+                return self.result(
+                    Status.FIRED,
+                    f"{m.spread.nonfinite} non-finite gradient values at step {step}: gradients exploded",
+                    figure=math.nan, limit=limit, relation="<", step=step, tensor=m.nonfinite_in,
+                )
+        usable = {s: m for s, m in sorted(measures.items()) if m.spread.count >= MIN_VALUES}
+        if not usable:
+            most = max(m.spread.count for m in measures.values())
+            return self.result(
+                Status.NOT_APPLICABLE,
+                f"needs at least {MIN_VALUES} gradient values at a step for percentiles; found {most}",
+                limit=limit, relation="<",
+            )
+        per_step = tuple((s, m.spread.width) for s, m in usable.items())
+        step, width = min(per_step, key=lambda item: item[1])
+        m = usable[step]
+        if width < limit:
+            detail = "every gradient is the same value" if width == 0 else "gradients vanish"
+            return self.result(
+                Status.FIRED,
+                f"{detail}: 5th-95th percentile spread {width:.3g} at step {step} "
+                f"(quietest tensor {m.quietest}, std {m.quietest_std:.3g})",
+                figure=width, limit=limit, relation="<", step=step, tensor=m.quietest, per_step=per_step,
+            )
+        return self.result(
+            Status.PASSED,
+            f"5th-95th percentile spread is at least {width:.3g} over {len(per_step)} steps",
+            figure=width, limit=limit, relation="<", step=step, tensor=m.quietest, per_step=per_step,
+        )

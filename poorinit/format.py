@@ -1,0 +1,55 @@
+"""The on-disk trial format, version 1 (specified in docs/format.md).
+
+Kept free of h5py so that listing a trial (names only) costs no import.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMAT_VERSION = 1
+FORMAT_ATTR = "poorinit_format"
+TENSOR_GROUP = "tensors"
+COLLECTIONS_ATTR = "collections"
+FINISHED_MARKER = "FINISHED"
+
+MODES = ("train", "eval", "predict")
+
+ACTIVATION_INPUTS = "activation_inputs"
+GRADIENTS = "gradients"
+WEIGHTS = "weights"
+LOSSES = "losses"
+COLLECTIONS = (ACTIVATION_INPUTS, GRADIENTS, WEIGHTS, LOSSES)
+
+# <step, 12 digits>_<mode>_<worker>.h5 ; the writer zero-pads the step so that a
+# directory listing sorts in step order, the reader accepts any digit count.
+STEP_FILE_RE = re.compile(r"^(?P<step>\d{1,18})_(?P<mode>train|eval|predict)_(?P<worker>\d{1,9})\.h5$")
+
+
+@dataclass(frozen=True, order=True)
+class StepFile:
+    """One step file, known from its name alone (nothing has been opened)."""
+
+    step: int
+    mode: str
+    worker: int
+    path: Path
+
+
+def step_file_name(step: int, mode: str = "train", worker: int = 0) -> str:
+    """The file name the format gives to (step, mode, worker)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if step < 0 or worker < 0:
+        raise ValueError("step and worker must be >= 0")
+    return f"{step:012d}_{mode}_{worker}.h5"
+
+
+def parse_step_file_name(path: Path) -> StepFile | None:
+    """The StepFile a name denotes, or None for any other file (ignored by readers)."""
+    match = STEP_FILE_RE.match(path.name)
+    if match is None:
+        return None
+    return StepFile(int(match["step"]), match["mode"], int(match["worker"]), path)

@@ -1,0 +1,67 @@
+"""What a trial holds: steps, modes, workers and the tensors of a step.
+
+Lists from names, and opens only the first step file of each mode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from .trial import TensorInfo, Trial
+
+
+@dataclass(frozen=True)
+class ModeSummary:
+    mode: str
+    steps: list[int]
+    first_step_file: str
+    tensors: list[TensorInfo]
+
+
+@dataclass(frozen=True)
+class Description:
+    trial: str
+    finished: bool
+    workers: list[int]
+    modes: list[ModeSummary]
+
+
+def describe(path: str) -> Description:
+    trial = Trial(path)
+    modes = []
+    for mode in trial.modes:
+        steps = trial.steps(mode)
+        first = trial.step_files(steps[0], mode)[0]
+        with trial.open(first) as reader:
+            tensors = reader.infos()
+        modes.append(ModeSummary(mode, steps, first.path.name, tensors))
+    return Description(str(trial.path), trial.finished, list(trial.workers), modes)
+
+
+def _steps(steps: list[int]) -> str:
+    if len(steps) > 1 and steps[-1] - steps[0] + 1 == len(steps):
+        return f"{steps[0]}-{steps[-1]} ({len(steps)} steps)"
+    shown = ", ".join(map(str, steps[:10]))
+    return shown + (f", ... ({len(steps)} steps)" if len(steps) > 10 else "")
+
+
+def render_json(description: Description) -> str:
+    return json.dumps(asdict(description), indent=2) + "\n"
+
+
+def render_table(description: Description) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    state = "finished" if description.finished else "not marked finished"
+    console.print(f"[bold]{description.trial}[/bold] · {state} · workers {', '.join(map(str, description.workers))}")
+    for summary in description.modes:
+        table = Table(title=f"{summary.mode}: steps {_steps(summary.steps)} · tensors of {summary.first_step_file}",
+                      title_justify="left")
+        for column in ("tensor", "shape", "dtype", "collections"):
+            table.add_column(column, overflow="fold")
+        for t in summary.tensors:
+            table.add_row(t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, ", ".join(t.collections) or "-")
+        console.print(table)

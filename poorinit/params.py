@@ -1,0 +1,109 @@
+"""The rule's parameters: SageMaker's names and defaults, validated once.
+
+``activation_inputs_regex``, ``threshold``, ``distribution_range``,
+``patience`` and ``steps`` keep the names and defaults of SageMaker Debugger's
+PoorWeightInitialization rule; ``gradient_regex``, ``loss_regex`` and ``mode``
+are poorinit's additions (default: the ``gradients`` and ``losses``
+collections of the train mode).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import format as fmt
+from .errors import ParameterError
+
+DEFAULT_ACTIVATION_INPUTS_REGEX = ".*relu_input"
+
+
+def parse_patterns(value: str | Sequence[str] | None, parameter: str) -> tuple[str, ...]:
+    """SageMaker's convention: a list of regexes, or one comma-separated string.
+
+    Each pattern is compiled here so that a bad one is reported before any file
+    is opened, naming the parameter it came from.
+    """
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    patterns = tuple(p.strip() for p in items if p and p.strip())
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ParameterError(f"{parameter}: {pattern!r} is not a valid regular expression ({error})") from None
+    return patterns
+
+
+def _number(value: Any, parameter: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{parameter} must be a number, not {value!r}") from None
+    if math.isnan(number):
+        raise ParameterError(f"{parameter} must be a number, not NaN")
+    return number
+
+
+def _whole(value: Any, parameter: str, minimum: int) -> int:
+    number = _number(value, parameter)
+    if not number.is_integer() or number < minimum:
+        raise ParameterError(f"{parameter} must be a whole number >= {minimum}, not {value!r}")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """Validated parameters. Build with :meth:`from_values` to accept strings."""
+
+    activation_inputs_regex: tuple[str, ...] = (DEFAULT_ACTIVATION_INPUTS_REGEX,)
+    threshold: float = 10.0
+    distribution_range: float = 0.001
+    patience: int = 5
+    steps: int = 10
+    gradient_regex: tuple[str, ...] = ()
+    loss_regex: tuple[str, ...] = ()
+    mode: str = "train"
+
+    @classmethod
+    def from_values(
+        cls,
+        *,
+        activation_inputs_regex: str | Sequence[str] | None = DEFAULT_ACTIVATION_INPUTS_REGEX,
+        threshold: Any = 10.0,
+        distribution_range: Any = 0.001,
+        patience: Any = 5,
+        steps: Any = 10,
+        gradient_regex: str | Sequence[str] | None = None,
+        loss_regex: str | Sequence[str] | None = None,
+        mode: str = "train",
+    ) -> RuleParams:
+        threshold = _number(threshold, "threshold")
+        if threshold < 1:
+            raise ParameterError(f"threshold must be >= 1 (a ratio of largest to smallest variance), not {threshold}")
+        distribution_range = _number(distribution_range, "distribution_range")
+        if distribution_range < 0:
+            raise ParameterError(f"distribution_range must be >= 0, not {distribution_range}")
+        if mode not in fmt.MODES:
+            raise ParameterError(f"mode must be one of {', '.join(fmt.MODES)}, not {mode!r}")
+        return cls(
+            activation_inputs_regex=parse_patterns(activation_inputs_regex, "activation_inputs_regex"),
+            threshold=threshold,
+            distribution_range=distribution_range,
+            patience=_whole(patience, "patience", 1),
+            steps=_whole(steps, "steps", 1),
+            gradient_regex=parse_patterns(gradient_regex, "gradient_regex"),
+            loss_regex=parse_patterns(loss_regex, "loss_regex"),
+            mode=mode,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, regexes as lists (what the report shows and records)."""
+        data = asdict(self)
+        for key in ("activation_inputs_regex", "gradient_regex", "loss_regex"):
+            data[key] = list(data[key])
+        return data

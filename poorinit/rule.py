@@ -1,0 +1,55 @@
+"""The verdict: criteria results -> fired / passed. Pure, no I/O.
+
+The rule fires if any criterion fires. A criterion that cannot be evaluated
+is "not applicable" and does not vote; if none can be evaluated there is no
+verdict at all, only an error, because a CI gate must never pass on data it
+did not see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .checks.base import CriterionResult, Status
+from .errors import NothingToAnalyseError
+from .params import RuleParams
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``poorinit.analyze`` returns and every report renders."""
+
+    trial: str
+    params: RuleParams
+    steps: tuple[int, ...]
+    criteria: tuple[CriterionResult, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def fired(self) -> bool:
+        return any(c.fired for c in self.criteria)
+
+    @property
+    def status(self) -> str:
+        return "fired" if self.fired else "passed"
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's contract: 1 when the rule fired, 0 when it did not."""
+        return 1 if self.fired else 0
+
+
+def conclude(
+    trial: str,
+    params: RuleParams,
+    steps: Sequence[int],
+    criteria: Sequence[CriterionResult],
+    warnings: Sequence[str] = (),
+    holds: str = "",
+) -> Verdict:
+    """Combine criteria into a verdict, or refuse when none could be evaluated."""
+    if all(c.status is Status.NOT_APPLICABLE for c in criteria):
+        reasons = "; ".join(f"{c.check}: {c.reason}" for c in criteria)
+        raise NothingToAnalyseError(f"{trial}: no criterion could be evaluated ({reasons}){holds}")
+    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings))
