@@ -10,6 +10,7 @@ Heavy modules (numpy, h5py, rich) are imported inside the commands so that
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -108,6 +109,10 @@ def checks() -> int:
     return EXIT_PASSED
 
 
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    click.echo(f"poorinit: warning: {message}", err=True)
+
+
 def _error(message: str) -> None:
     click.echo(f"poorinit: error: {' '.join(message.split())}", err=True)
 
@@ -116,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    warnings.showwarning = _show_warning
     try:
         code = cli.main(args=args, prog_name="poorinit", standalone_mode=False)
     except click.exceptions.Exit as stop:  # --help, --version

@@ -168,11 +168,12 @@ class StepReader:
         if fmt.FORMAT_ATTR not in attrs:
             raise StepFileError(path, f"is not a poorinit step file (no {fmt.FORMAT_ATTR!r} attribute)")
         version = attrs[fmt.FORMAT_ATTR]
-        if not isinstance(version, (int, np.integer)) or version != fmt.FORMAT_VERSION:
+        version = version.item() if isinstance(version, np.generic) else version
+        if not isinstance(version, int) or version != fmt.FORMAT_VERSION:
+            advice = "upgrade poorinit to read it" if isinstance(version, int) and version > fmt.FORMAT_VERSION \
+                else "the file is not a valid trial"
             raise StepFileError(
-                path,
-                f"has format version {version!r}; this poorinit reads version {fmt.FORMAT_VERSION} "
-                "(upgrade poorinit for newer trials)",
+                path, f"has format version {version!r}; this poorinit reads version {fmt.FORMAT_VERSION} ({advice})"
             )
         expected = {"step": self.step_file.step, "mode": self.step_file.mode, "worker": self.step_file.worker}
         for key, value in expected.items():

@@ -26,7 +26,7 @@ def depth_key(name: str) -> list[object]:
 
 class ActivationVarianceCheck(Check):
     name = "activation_variance"
-    title = "activation input variance"
+    title = "activation variance"
     description = "ratio of the largest to the smallest activation-input variance across layers at a step"
 
     def selector(self) -> Selector:

@@ -35,7 +35,7 @@ class GradientMeasure:
 
 class GradientSpreadCheck(Check):
     name = "gradient_spread"
-    title = "gradient distribution"
+    title = "gradient spread"
     description = "5th-95th percentile spread of all gradient values at a step"
 
     def selector(self) -> Selector:

@@ -37,7 +37,7 @@ def verdict_line(verdict: Verdict) -> Text:
         return Text.assemble(
             ("FIRED", "bold red"),
             f": poor initialisation in {verdict.trial} ({', '.join(fired)}; "
-            f"{len(fired)} of {len(evaluated)} criteria evaluated)",
+            f"{len(fired)} of {len(evaluated)} evaluated criteria fired)",
         )
     return Text.assemble(
         ("passed", "bold green"),
@@ -49,8 +49,8 @@ def renderable(verdict: Verdict) -> Group:
     span = f"steps {verdict.steps[0]}-{verdict.steps[-1]}" if verdict.steps else "no steps"
     table = Table(title=f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}",
                   title_justify="left")
-    for column in ("criterion", "status", "figure", "limit", "step", "tensor", "why"):
-        table.add_column(column, overflow="fold")
+    for column in ("criterion", "status", "figure", "limit", "step", "tensor"):
+        table.add_column(column, overflow="fold", no_wrap=column != "tensor")
     for c in verdict.criteria:
         table.add_row(
             c.title,
@@ -59,9 +59,11 @@ def renderable(verdict: Verdict) -> Group:
             limit(c),
             "-" if c.step is None else str(c.step),
             c.tensor or "-",
-            c.reason,
         )
     parts: list[Table | Text] = [table]
+    # The reasons are sentences: under the table they read as prose, inside it
+    # they would wrap into a narrow column.
+    parts += [Text.assemble((f"{c.title}: ", STYLES[c.status]), c.reason) for c in verdict.criteria]
     parts += [Text(f"warning: {w}", style="yellow") for w in verdict.warnings]
     parts.append(verdict_line(verdict))
     return Group(*parts)

@@ -1,0 +1,92 @@
+"""Writer -> reader -> rule: whole trials judged through the public API."""
+
+import h5py
+import numpy as np
+import pytest
+
+import poorinit
+from poorinit import NothingToAnalyseError, Status, TrialWriter, analyze
+from poorinit.format import step_file_name
+
+from .conftest import write_synthetic_trial
+
+
+def statuses(verdict):
+    return {c.check: c.status for c in verdict.criteria}
+
+
+def test_healthy_trial_passes(healthy_trial):
+    verdict = analyze(healthy_trial)
+    assert not verdict.fired and verdict.exit_code == 0
+    assert set(statuses(verdict).values()) == {Status.PASSED}
+    assert verdict.steps == tuple(range(10))
+
+
+def test_vanishing_trial_fires_on_every_criterion(vanishing_trial):
+    verdict = analyze(vanishing_trial)
+    assert verdict.fired and verdict.exit_code == 1
+    assert set(statuses(verdict).values()) == {Status.FIRED}
+
+
+def test_only_the_first_steps_are_read(tmp_path):
+    trial = write_synthetic_trial(tmp_path / "t", steps=12)
+    (trial / step_file_name(11)).write_bytes(b"garbage beyond the analysed steps")
+    assert not analyze(trial).fired
+
+
+def test_only_selected_datasets_are_read(tmp_path):
+    trial = write_synthetic_trial(tmp_path / "t", steps=10)
+    with h5py.File(trial / step_file_name(0), "a") as f:
+        f.create_dataset("tensors/notes", data=np.array([b"x"]))  # not a float: fine unless selected
+    assert not analyze(trial).fired
+
+
+def test_parameters_pass_through_as_strings(healthy_trial):
+    verdict = analyze(healthy_trial, threshold="1.0", steps="3.0")
+    assert verdict.fired and verdict.steps == (0, 1, 2)
+
+
+def test_regex_selects_activation_inputs(healthy_trial):
+    verdict = analyze(healthy_trial, activation_inputs_regex="net.0.relu_input")
+    assert statuses(verdict)["activation_variance"] is Status.NOT_APPLICABLE
+
+
+def test_regex_matching_another_collection_is_explained(healthy_trial):
+    verdict = analyze(healthy_trial, activation_inputs_regex="gradient/.*")
+    result = verdict.criteria[0]
+    assert result.status is Status.NOT_APPLICABLE
+    assert "marked as another collection" in result.reason
+
+
+def test_nothing_to_evaluate_is_an_error_that_lists_what_is_there(tmp_path):
+    with TrialWriter(tmp_path) as w:
+        w.write_step(0, tensors={"conv1.output": (np.ones(4), ["outputs"])})
+    with pytest.raises(NothingToAnalyseError, match=r"no criterion could be evaluated.*hold: conv1.output"):
+        analyze(tmp_path)
+
+
+def test_missing_mode_is_an_error(healthy_trial):
+    with pytest.raises(NothingToAnalyseError, match="no step files of mode 'eval'.*train"):
+        analyze(healthy_trial, mode="eval")
+
+
+def test_fewer_steps_and_gaps_are_warned(tmp_path):
+    with TrialWriter(tmp_path) as w:
+        for step in (0, 1, 2, 6, 7, 8, 9):
+            w.write_step(step, losses={"loss": 1.0 - 0.1 * step})
+    verdict = analyze(tmp_path)
+    assert verdict.warnings == (
+        "analysed 7 of steps=10 steps: the trial has no more",
+        "steps missing from the trial: 3-5",
+    )
+
+
+def test_several_workers_are_pooled(tmp_path):
+    trial = write_synthetic_trial(tmp_path / "t", workers=3)
+    assert poorinit.Trial(trial).workers == (0, 1, 2)
+    assert not analyze(trial).fired
+
+
+def test_public_api_is_listed():
+    for name in poorinit.__all__:
+        assert getattr(poorinit, name) is not None

@@ -1,0 +1,42 @@
+"""Rule parameters: SageMaker's names, defaults and value forms."""
+
+import pytest
+
+from poorinit import ParameterError, RuleParams
+
+
+def test_defaults_are_sagemakers():
+    p = RuleParams.from_values()
+    assert p.activation_inputs_regex == (".*relu_input",)
+    assert (p.threshold, p.distribution_range, p.patience, p.steps) == (10.0, 0.001, 5, 10)
+    assert p == RuleParams()
+
+
+@pytest.mark.parametrize("steps", [10, "10", "10.0", 10.0])
+def test_steps_accepts_the_documented_float_form(steps):
+    assert RuleParams.from_values(steps=steps).steps == 10
+
+
+@pytest.mark.parametrize("steps", ["10.5", 0, -1, "ten"])
+def test_steps_must_be_a_positive_whole_number(steps):
+    with pytest.raises(ParameterError, match="steps"):
+        RuleParams.from_values(steps=steps)
+
+
+def test_regex_list_or_comma_separated_string():
+    a = RuleParams.from_values(activation_inputs_regex="a.*, b.*")
+    b = RuleParams.from_values(activation_inputs_regex=["a.*", "b.*"])
+    assert a.activation_inputs_regex == b.activation_inputs_regex == ("a.*", "b.*")
+
+
+def test_bad_regex_names_the_parameter():
+    with pytest.raises(ParameterError, match=r"gradient_regex: '\(' is not a valid regular expression"):
+        RuleParams.from_values(gradient_regex="(")
+
+
+@pytest.mark.parametrize(
+    "bad", [{"threshold": 0.5}, {"distribution_range": -1}, {"patience": 0}, {"mode": "test"}, {"threshold": "nan"}]
+)
+def test_out_of_range_values_are_refused(bad):
+    with pytest.raises(ParameterError):
+        RuleParams.from_values(**bad)

@@ -1,0 +1,140 @@
+"""The format round trip: what TrialWriter writes, Trial reads back."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from poorinit import StepFileError, TensorError, Trial, TrialError, TrialWriter
+from poorinit.format import FINISHED_MARKER, step_file_name
+from poorinit.writer import chunk_shape
+
+
+def test_file_names_sort_in_step_order(tmp_path):
+    with TrialWriter(tmp_path) as w:
+        for step in (10, 2, 100):
+            w.write_step(step, losses={"loss": 1.0})
+    names = sorted(p.name for p in tmp_path.glob("*.h5"))
+    assert names == [step_file_name(2), step_file_name(10), step_file_name(100)]
+    assert names[0] == "000000000002_train_0.h5"
+
+
+def test_round_trip_keeps_values_collections_and_attributes(tmp_path):
+    activation = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    with TrialWriter(tmp_path, mode="eval", worker=3) as w:
+        w.write_step(
+            7,
+            activation_inputs={"block/fc1.relu_input": activation},
+            losses={"loss": 0.5},
+            tensors={"custom": (np.ones(3), ["weights", "mine"])},
+        )
+    trial = Trial(tmp_path)
+    assert trial.modes == ("eval",) and trial.workers == (3,) and trial.steps("eval") == [7]
+    with trial.open(trial.step_files(7, "eval")[0]) as reader:
+        names = dict(reader.tensor_names())
+        assert names == {
+            "block/fc1.relu_input": ("activation_inputs",),
+            "custom": ("weights", "mine"),
+            "loss": ("losses",),
+        }
+        read = np.concatenate(list(reader.tensor("block/fc1.relu_input").blocks()))
+        np.testing.assert_array_equal(read, activation.reshape(-1))
+        assert list(reader.tensor("loss").blocks())[0] == 0.5
+
+
+def test_a_plain_h5py_file_written_from_the_spec_is_a_trial(tmp_path):
+    with h5py.File(tmp_path / "000000000000_train_0.h5", "w") as f:
+        f.attrs.update({"poorinit_format": 1, "step": 0, "mode": "train", "worker": 0})
+        f.create_dataset("tensors/x.relu_input", data=np.ones(4, dtype="f4")).attrs["collections"] = "activation_inputs"
+    with Trial(tmp_path).open(Trial(tmp_path).files[0]) as reader:
+        assert reader.tensor_names() == [("x.relu_input", ("activation_inputs",))]
+
+
+def test_leaving_with_an_exception_does_not_mark_finished(tmp_path):
+    with pytest.raises(RuntimeError), TrialWriter(tmp_path) as w:
+        w.write_step(0, losses={"loss": 1.0})
+        raise RuntimeError("training crashed")
+    assert not (tmp_path / FINISHED_MARKER).exists()
+    assert not Trial(tmp_path).finished
+
+
+def test_writer_leaves_no_temporary_files(tmp_path):
+    with TrialWriter(tmp_path) as w:
+        w.write_step(0, gradients={"g": np.zeros((300, 300))})
+    assert sorted(os.listdir(tmp_path)) == [step_file_name(0), FINISHED_MARKER]
+
+
+def test_writer_refuses_integer_tensors_but_accepts_an_integer_loss(tmp_path):
+    w = TrialWriter(tmp_path)
+    with pytest.raises(TypeError, match="float16/32/64"):
+        w.write_step(0, gradients={"g": np.arange(4)})
+    w.write_step(0, losses={"loss": 3})
+
+
+@pytest.mark.parametrize("name", ["", "/abs", "a//b", "a/../b"])
+def test_writer_refuses_bad_names(tmp_path, name):
+    with pytest.raises(ValueError, match="invalid tensor name"):
+        TrialWriter(tmp_path).write_step(0, gradients={name: np.zeros(2)})
+
+
+def test_chunks_stay_near_one_mebibyte_and_cut_leading_axes():
+    assert chunk_shape((268_000_000,), 4) == (262_144,)
+    assert chunk_shape((4096, 1024), 4) == (256, 1024)
+    assert chunk_shape((10, 10), 8) == (10, 10)
+    assert chunk_shape((2, 3, 1_000_000), 4) == (1, 1, 262_144)
+
+
+def test_listing_opens_no_file(tmp_path):
+    (tmp_path / step_file_name(0)).write_bytes(b"not hdf5 at all")
+    trial = Trial(tmp_path)  # only names were read
+    assert trial.steps() == [0]
+    with pytest.raises(StepFileError, match="not a readable HDF5 file"):
+        trial.open(trial.files[0])
+
+
+def test_missing_path_and_file_path_are_trial_errors(tmp_path):
+    with pytest.raises(TrialError, match="no such trial directory"):
+        Trial(tmp_path / "nope")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(TrialError, match="is a file"):
+        Trial(tmp_path / "f")
+
+
+def test_empty_directory_hints_at_trials_inside(tmp_path):
+    TrialWriter(tmp_path / "run-a").write_step(0, losses={"loss": 1.0})
+    with pytest.raises(TrialError, match="holds no step files.*trials found inside: run-a"):
+        Trial(tmp_path)
+
+
+def test_two_files_for_one_step_are_refused(tmp_path):
+    TrialWriter(tmp_path).write_step(3, losses={"loss": 1.0})
+    (tmp_path / "3_train_0.h5").write_bytes((tmp_path / step_file_name(3)).read_bytes())
+    with pytest.raises(StepFileError, match="duplicates"):
+        Trial(tmp_path)
+
+
+def test_name_and_attribute_must_agree(tmp_path):
+    TrialWriter(tmp_path).write_step(3, losses={"loss": 1.0})
+    os.rename(tmp_path / step_file_name(3), tmp_path / step_file_name(4))
+    trial = Trial(tmp_path)
+    with pytest.raises(StepFileError, match="step=3 disagrees with its file name"):
+        trial.open(trial.files[0])
+
+
+def test_unknown_format_version_says_upgrade(tmp_path):
+    TrialWriter(tmp_path).write_step(0, losses={"loss": 1.0})
+    with h5py.File(tmp_path / step_file_name(0), "a") as f:
+        f.attrs["poorinit_format"] = 7
+    trial = Trial(tmp_path)
+    with pytest.raises(StepFileError, match="format version 7.*upgrade poorinit to read it"):
+        trial.open(trial.files[0])
+
+
+def test_non_float_dataset_is_refused_when_read(tmp_path):
+    TrialWriter(tmp_path).write_step(0, losses={"loss": 1.0})
+    with h5py.File(tmp_path / step_file_name(0), "a") as f:
+        f.create_dataset("tensors/ints", data=np.arange(5))
+    trial = Trial(tmp_path)
+    with trial.open(trial.files[0]) as reader, pytest.raises(TensorError, match="'ints': dtype int64"):
+        reader.tensor("ints")
