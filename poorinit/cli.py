@@ -17,37 +17,58 @@ from typing import Any
 import click
 
 from . import __version__
+from .config import FORMATS as FORMAT_NAMES
+from .config import SETTINGS
 from .errors import PoorinitError
+from .format import MODES
 
 EXIT_PASSED, EXIT_FIRED, EXIT_ERROR = 0, 1, 2
 
-
-def rule_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The rule's parameters as options, SageMaker's names in kebab case."""
-    options = [
-        click.option("--activation-inputs-regex", default=".*relu_input", show_default=True, metavar="REGEX[,REGEX]",
-                     help="Activation inputs to compare; regexes matched from the start of the name."),
-        click.option("--threshold", default="10.0", show_default=True, metavar="RATIO",
-                     help="Fire when largest/smallest layer variance exceeds this at a step."),
-        click.option("--distribution-range", default="0.001", show_default=True, metavar="WIDTH",
-                     help="Fire when the 5th-95th percentile spread of the gradients is below this."),
-        click.option("--patience", default="5", show_default=True, metavar="N",
-                     help="Steps per window when judging whether the loss decreases."),
-        click.option("--steps", default="10", show_default=True, metavar="N",
-                     help="How many of the first steps to analyse."),
-        click.option("--gradient-regex", default=None, metavar="REGEX[,REGEX]",
-                     help="Gradients to judge (default: the 'gradients' collection)."),
-        click.option("--loss-regex", default=None, metavar="REGEX[,REGEX]",
-                     help="Losses to judge (default: the 'losses' collection)."),
-        click.option("--mode", default="train", show_default=True, type=click.Choice(["train", "eval", "predict"]),
-                     help="Which steps to analyse."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# Every setting option defaults to None, meaning "not given here": the value
+# then comes from the environment, the config file or the built-in default
+# (poorinit/config.py), and `poorinit config` tells which.
+RULE_OPTIONS: dict[str, dict[str, Any]] = {
+    "activation_inputs_regex": {"metavar": "REGEX[,REGEX]"},
+    "threshold": {"metavar": "RATIO"},
+    "distribution_range": {"metavar": "WIDTH"},
+    "patience": {"metavar": "N"},
+    "steps": {"metavar": "N"},
+    "gradient_regex": {"metavar": "REGEX[,REGEX]"},
+    "loss_regex": {"metavar": "REGEX[,REGEX]"},
+    "mode": {"type": click.Choice(MODES)},
+}
+RUN_OPTIONS: dict[str, dict[str, Any]] = {
+    "format": {"type": click.Choice(FORMAT_NAMES)},
+    "jobs": {"type": click.IntRange(min=1), "metavar": "N"},
+    "scheduler": {"metavar": "ADDRESS"},
+    "timeout": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
+    "poll_interval": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
+}
 
 
+def setting_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Options for settings (poorinit/config.py); SageMaker's rule names in kebab case."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(names):
+            setting = SETTINGS[name]
+            extra = {**RULE_OPTIONS, **RUN_OPTIONS}[name]
+            default = "" if setting.default is None else f" [default: {setting.default}]"
+            dest = "fmt" if name == "format" else name
+            command = click.option(setting.option, dest, default=None, help=f"{setting.help}{default}",
+                                   **extra)(command)
+        return command
+
+    return decorate
+
+
+rule_options = setting_options(*RULE_OPTIONS)
 debug_option = click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+config_option = click.option("--config", "config_file", metavar="FILE",
+                             help="Read settings from FILE instead of the nearest pyproject.toml [tool.poorinit].")
+output_option = click.option("--output", "-o", metavar="FILE",
+                             help="Write the report to FILE; the terminal still gets the table.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="On the terminal, print only the verdict line.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,27 +81,232 @@ def cli() -> None:
     """
 
 
+def _settings(config_file: str | None, values: dict[str, Any]) -> Any:
+    from .config import resolve
+
+    given = {("format" if key == "fmt" else key): value for key, value in values.items()}
+    return resolve(given, config_file=config_file)
+
+
+class Report:
+    """Where the report text goes: stdout, or ``--output`` FILE opened at the first write."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._file: Any = None
+
+    def write(self, text: str) -> None:
+        if self.path is None:
+            click.echo(text, nl=False)
+            return
+        try:
+            if self._file is None:
+                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (kept open to stream)
+            self._file.write(text)
+            self._file.flush()
+        except OSError as error:
+            raise PoorinitError(f"{self.path}: cannot write the report ({error.strerror or error})") from None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _deliver(fmt: Any, output: str | None, quiet: bool, text: Callable[[], str], table: Callable[[], Any],
+             line: Callable[[], Any]) -> None:
+    """The report to stdout or --output; the table (or verdict line) to the terminal.
+
+    The table is drawn when stdout is not taken by another format: always with
+    --output, else only for --format table.
+    """
+    from .report import Format
+
+    if output is not None:
+        report = Report(output)
+        try:
+            report.write(text())
+        finally:
+            report.close()
+    elif fmt is not Format.TABLE:
+        click.echo(text(), nl=False)
+        return
+    _terminal(quiet, table, line)
+
+
+def _terminal(quiet: bool, table: Callable[[], Any], line: Callable[[], Any]) -> None:
+    """The table on stdout, or with --quiet only the verdict line, unwrapped (one line for grep)."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if quiet:
+        console.print(line(), soft_wrap=True)
+    else:
+        console.print(table())
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
 @cli.command()
 @click.argument("trial", type=click.Path(path_type=str))
 @rule_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Report format (json: docs/json.md).")
+@setting_options("format")
+@output_option
+@quiet_option
+@config_option
+@click.option("--follow", "-f", is_flag=True,
+              help="Follow a trial that training is still writing: exit 1 as soon as the rule fires, "
+                   "0 once every criterion passed on its steps.")
+@setting_options("timeout", "poll_interval")
 @debug_option
-def analyze(trial: str, fmt: str, debug: bool, **params: Any) -> int:
+def analyze(trial: str, fmt: str | None, output: str | None, quiet: bool, config_file: str | None, follow: bool,
+            debug: bool, **values: Any) -> int:
     """Apply the PoorWeightInitialization rule to TRIAL (a directory of step files)."""
-    from .analysis import analyze as run
     from .report import Format, formatter
+    from .report.table import renderable, verdict_line
 
-    verdict = run(trial, **params)
-    if fmt == Format.TABLE.value:
-        from rich.console import Console
-
-        from .report.table import renderable
-
-        Console(highlight=False).print(renderable(verdict))
+    settings = _settings(config_file, {"fmt": fmt, **values})
+    if not follow:
+        for name in ("timeout", "poll_interval"):
+            if values[name] is not None:
+                raise click.UsageError(f"--{name.replace('_', '-')} applies only with --follow")
+    params = settings.rule_params()
+    if follow:
+        verdict = _follow(trial, params, settings.value("timeout"), settings.value("poll_interval"), quiet)
     else:
-        click.echo(formatter(Format(fmt))(verdict), nl=False)
+        from .analysis import evaluate
+        from .trial import Trial
+
+        verdict = evaluate(Trial(trial), params)
+    chosen = Format(settings.value("format"))
+    _deliver(chosen, output, quiet, lambda: formatter(chosen)(verdict), lambda: renderable(verdict),
+             lambda: verdict_line(verdict))
     return verdict.exit_code
+
+
+def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float, quiet: bool) -> Any:
+    from .follow import follow
+
+    console = _stderr_console()
+    if quiet or not console.is_terminal:
+        return follow(trial, params, timeout=timeout, poll_interval=poll_interval)
+    with console.status(f"following {trial}: waiting for its first step") as status:
+
+        def show(follower: Any) -> None:
+            status.update(f"following {trial}: {follower.analysed} of steps={params.steps} steps analysed")
+
+        return follow(trial, params, timeout=timeout, poll_interval=poll_interval, on_poll=show)
+
+
+@cli.command()
+@click.argument("roots", nargs=-1, required=True, type=click.Path(path_type=str), metavar="ROOT...")
+@rule_options
+@setting_options("format")
+@output_option
+@quiet_option
+@config_option
+@setting_options("jobs", "scheduler")
+@debug_option
+def scan(roots: tuple[str, ...], fmt: str | None, output: str | None, quiet: bool, config_file: str | None,
+         debug: bool, **values: Any) -> int:
+    """Find every trial below each ROOT and analyse them in parallel, worst first.
+
+    Exit 1 if any trial fired, else 2 if any could not be analysed, else 0.
+    """
+    import os
+
+    from .format import step_file_name
+    from .report import Format, scan_formatter
+    from .report.jsonl import line as jsonl_line
+    from .report.table import scan_line, scan_renderable
+    from .scan import discover, scan_dask, scan_exit_code, scan_local, worst_first
+
+    settings = _settings(config_file, {"fmt": fmt, **values})
+    params = settings.rule_params()
+    chosen = Format(settings.value("format"))
+    found = discover(roots)
+    for directory, problem in found.unreadable:
+        click.echo(f"poorinit: warning: {directory}: cannot be listed ({problem}); skipped", err=True)
+    if not found.trials:
+        raise PoorinitError(
+            f"no trials found below {', '.join(roots)} (a trial is a directory of step files named like "
+            f"{step_file_name(0)})"
+        )
+
+    streaming = chosen is Format.JSONL
+    stream = Report(output)
+    console = _stderr_console()
+    show_progress = console.is_terminal and not quiet and not (streaming and output is None and sys.stdout.isatty())
+    try:
+        with _progress(console, len(found.trials), show_progress) as advance:
+
+            def on_result(result: Any) -> None:
+                if streaming:
+                    stream.write(jsonl_line(result))
+                advance()
+
+            scheduler = settings.value("scheduler")
+            if scheduler is not None:
+                results = scan_dask(found.trials, params, scheduler, on_result)
+            else:
+                jobs = settings.value("jobs") or os.cpu_count() or 1
+                results = scan_local(found.trials, params, jobs, on_result)
+    finally:
+        stream.close()
+    results = worst_first(results)
+    if streaming:
+        if output is not None:
+            _terminal(quiet, lambda: scan_renderable(results), lambda: scan_line(results))
+    else:
+        _deliver(chosen, output, quiet, lambda: scan_formatter(chosen)(results), lambda: scan_renderable(results),
+                 lambda: scan_line(results))
+    return scan_exit_code(results)
+
+
+class _progress:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self, console: Any, total: int, enabled: bool) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
+            self._task = self._progress.add_task("scan", total=total)
+
+    def __enter__(self) -> Callable[[], None]:
+        if self._progress is None:
+            return lambda: None
+        self._progress.start()
+        return lambda: self._progress.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+@cli.command("config")
+@rule_options
+@setting_options(*RUN_OPTIONS)
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a [tool.poorinit] table.")
+def config_command(config_file: str | None, as_json: bool, fmt: str | None, **values: Any) -> int:
+    """Print the effective settings and where each came from.
+
+    Precedence: command line, then environment (POORINIT_<OPTION>), then the
+    config file (--config FILE, else [tool.poorinit] of the nearest
+    pyproject.toml), then the built-in defaults.
+    """
+    from .config import render_json, render_toml
+
+    settings = _settings(config_file, {"fmt": fmt, **values})
+    click.echo(render_json(settings) if as_json else render_toml(settings), nl=False)
+    return EXIT_PASSED
 
 
 @cli.command()

@@ -14,6 +14,23 @@ FORMAT_ATTR = "poorinit_format"
 TENSOR_GROUP = "tensors"
 COLLECTIONS_ATTR = "collections"
 FINISHED_MARKER = "FINISHED"
+# The per-file attributes every step file carries; the reader checks that the
+# last three agree with the file name.
+REQUIRED_ATTRS = (FORMAT_ATTR, "step", "mode", "worker")
+
+# What the writer asks of HDF5 so that every byte a reader needs is covered by
+# a checksum: "v110" as the lower library bound gives a version-3 superblock,
+# version-2 object headers and fixed-array chunk indexes, all checksummed
+# (readable by HDF5 1.10 and later); tensors up to COMPACT_BYTES live in their
+# object header (compact layout), covered by its checksum; larger ones are
+# chunked with the fletcher32 filter; strings are fixed-length, so they sit in
+# the checksummed header rather than in the unchecked global heap.
+HDF5_LIBVER = "v110"
+COMPACT_BYTES = 8192
+
+# Every HDF5 file starts with these 8 bytes (at offset 0, or 512, 1024, ...
+# after a user block).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 MODES = ("train", "eval", "predict")
 

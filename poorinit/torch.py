@@ -26,11 +26,10 @@ from .writer import TrialWriter
 
 __all__ = ["ACTIVATION_KINDS", "Recorder", "RecordingError"]
 
-# Module class -> the kind in ``<module path>.<kind>_input``. The names follow
-# torch.nn.functional, so SageMaker's default regex ``.*relu_input`` keeps its
-# meaning: it selects ReLU inputs (and, like SageMaker's, leaky_relu, prelu,
-# rrelu and relu6 inputs, whose names contain "relu"... only when the regex
-# allows it: ``.*relu_input`` matches ``leaky_relu_input`` too).
+# Module class -> the kind in ``<module path>.<kind>_input``. The kinds are
+# torch.nn.functional's names, so SageMaker's default regex ``.*relu_input``
+# keeps its meaning: it selects the inputs of ReLU, and of its variants whose
+# name ends in "relu" (leaky_relu, prelu, rrelu), but not relu6.
 ACTIVATION_KINDS: dict[type[nn.Module], str] = {
     nn.ReLU: "relu",
     nn.ReLU6: "relu6",
@@ -72,8 +71,8 @@ def activation_kind(module: nn.Module) -> str | None:
     return None
 
 
-def _host_copy(tensor: torch.Tensor, what: str) -> torch.Tensor:
-    """A contiguous CPU copy in a dtype the format stores.
+def _host_copy(tensor: torch.Tensor, what: str, stride: int | None = None) -> torch.Tensor:
+    """A contiguous CPU copy in a dtype the format stores (every ``stride``-th value, flattened).
 
     Always a copy: an in-place activation overwrites its input right after the
     hook, and the optimiser updates weights in place.
@@ -83,6 +82,8 @@ def _host_copy(tensor: torch.Tensor, what: str) -> torch.Tensor:
         tensor = tensor.to_dense()
     if not tensor.is_floating_point():
         raise RecordingError(f"{what} has dtype {tensor.dtype}; only floating-point tensors can be recorded")
+    if stride is not None:
+        tensor = tensor.reshape(-1)[::stride]
     dtype = tensor.dtype if tensor.dtype in _STORABLE else torch.float32
     return tensor.to(device="cpu", dtype=dtype, copy=True, memory_format=torch.contiguous_format)
 
@@ -265,7 +266,8 @@ class Recorder:
         current.activations.setdefault(name, []).append(_host_copy(tensor, f"activation input {name!r}"))
 
     def _parameter_copy(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
-        return _host_copy(tensor.detach().reshape(-1)[:: self.parameter_stride], what)
+        # Shapes are kept unless values are dropped, when only a flat sample makes sense.
+        return _host_copy(tensor, what, self.parameter_stride if self.parameter_stride > 1 else None)
 
     def _write(self, current: _Step) -> None:
         step = current.number

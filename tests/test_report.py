@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from poorinit import TrialWriter, analyze
-from poorinit.report import Format, formatter
+from poorinit.report import MODULES, Format, formatter, scan_formatter
 from poorinit.report.json import document, number
+from poorinit.scan import TrialResult
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -16,6 +17,24 @@ GOLDEN = Path(__file__).parent / "golden"
 @pytest.mark.parametrize("fmt", list(Format))
 def test_every_format_has_a_renderer(fmt, healthy_trial):
     assert formatter(fmt)(analyze(healthy_trial))
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_every_format_renders_a_scan_with_an_unreadable_trial(fmt, healthy_trial):
+    results = [TrialResult("runs/broken", error="runs/broken: holds no step files"),
+               TrialResult(str(healthy_trial), verdict=analyze(healthy_trial))]
+    text = scan_formatter(fmt)(results)
+    assert "runs/broken" in text
+    if fmt is not Format.GITHUB:  # annotations are for what needs attention: passed trials have none
+        assert str(healthy_trial) in text
+
+
+def test_every_format_is_registered_and_offered_by_the_cli():
+    from poorinit.cli import FORMAT_NAMES
+    from poorinit.config import FORMATS
+
+    assert set(MODULES) == set(Format)
+    assert set(FORMAT_NAMES) == set(FORMATS) == {f.value for f in Format}
 
 
 def exact_trial(path):
@@ -40,4 +59,5 @@ def test_json_matches_the_golden_document(tmp_path):
 
 
 def test_non_finite_figures_become_strings():
-    assert [number(float("inf")), number(float("-inf")), number(float("nan")), number(1.5)] == ["inf", "-inf", "nan", 1.5]
+    figures = [number(float("inf")), number(float("-inf")), number(float("nan")), number(1.5)]
+    assert figures == ["inf", "-inf", "nan", 1.5]

@@ -28,6 +28,7 @@ class ActivationVarianceCheck(Check):
     name = "activation_variance"
     title = "activation variance"
     description = "ratio of the largest to the smallest activation-input variance across layers at a step"
+    fires_early = True  # the worst step so far can only get worse
 
     def selector(self) -> Selector:
         return Selector(fmt.ACTIVATION_INPUTS, self.params.activation_inputs_regex)

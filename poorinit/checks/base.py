@@ -95,13 +95,14 @@ class Check(ABC):
     """A criterion of the rule. Subclass, then register under ``poorinit.checks``.
 
     Class attributes describe the check (shown by ``poorinit checks`` and in
-    reports); ``needs_steps`` is how many steps with data ``judge`` wants before
-    it can conclude (``--follow`` waits for them).
+    reports). ``fires_early`` says that once ``judge`` fires, later steps cannot
+    undo it, so ``--follow`` may stop at once instead of waiting for every step.
     """
 
     name: ClassVar[str]
     title: ClassVar[str]
     description: ClassVar[str] = ""
+    fires_early: ClassVar[bool] = False
 
     def __init__(self, params: RuleParams) -> None:
         self.params = params

@@ -37,23 +37,15 @@ class GradientSpreadCheck(Check):
     name = "gradient_spread"
     title = "gradient spread"
     description = "5th-95th percentile spread of all gradient values at a step"
+    fires_early = True  # the worst step so far can only get worse
 
     def selector(self) -> Selector:
         return Selector(fmt.GRADIENTS, self.params.gradient_regex)
 
     def measure(self, step: int, tensors: Mapping[str, Sequence[Tensor]]) -> GradientMeasure:
-        per_tensor: dict[str, Moments] = {}
-
-        def pooled() -> Iterator[np.ndarray]:
-            for name, per_worker in tensors.items():
-                total = Moments()
-                for tensor in per_worker:
-                    for block in tensor.blocks():
-                        total = total.merge(Moments.of(block))
-                        yield block
-                per_tensor[name] = total
-
-        spread = percentile_spread(pooled())
+        pooled = _Pooled(tensors)
+        spread = percentile_spread(pooled)
+        per_tensor = pooled.moments or {}
         quietest = min(per_tensor, key=lambda n: per_tensor[n].variance if per_tensor[n].count else math.inf)
         nonfinite_in = next((n for n, m in per_tensor.items() if m.nonfinite), None)
         return GradientMeasure(spread, quietest, math.sqrt(per_tensor[quietest].variance or 0.0), nonfinite_in)
@@ -91,3 +83,30 @@ class GradientSpreadCheck(Check):
             f"5th-95th percentile spread is at least {width:.3g} over {len(per_step)} steps",
             figure=width, limit=limit, relation="<", step=step, tensor=m.quietest, per_step=per_step,
         )
+
+
+class _Pooled:
+    """Every selected gradient value of a step, re-readable block by block.
+
+    The percentiles read it once when it fits their memory budget and twice
+    when it does not; the first reading also takes each tensor's moments, which
+    only name the quietest tensor, so they cost no read of their own.
+    """
+
+    def __init__(self, tensors: Mapping[str, Sequence[Tensor]]) -> None:
+        self._tensors = tensors
+        self.moments: dict[str, Moments] | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        first = self.moments is None
+        per_tensor: dict[str, Moments] = {}
+        for name, per_worker in self._tensors.items():
+            total = Moments()
+            for tensor in per_worker:
+                for block in tensor.blocks():
+                    if first:
+                        total = total.merge(Moments.of(block))
+                    yield block
+            per_tensor[name] = total
+        if first:
+            self.moments = per_tensor

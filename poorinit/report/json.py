@@ -1,4 +1,9 @@
-"""The JSON report, schema ``poorinit.verdict`` version 1 (docs/json.md).
+"""The JSON reports (docs/cli.md).
+
+* ``poorinit.verdict`` version 1: one analysed trial (``analyze --format json``).
+* ``poorinit.error`` version 1: a trial a scan could not analyse.
+* ``poorinit.scan`` version 1: a whole scan, a summary and one of the two
+  above per trial, worst first.
 
 JSON has no infinity or NaN, and a variance ratio can be infinite: such
 figures are written as the strings ``"inf"``, ``"-inf"`` and ``"nan"``.
@@ -8,14 +13,22 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..checks.base import CriterionResult
 from ..rule import Verdict
 
+if TYPE_CHECKING:
+    from ..scan import TrialResult
+
 SCHEMA = "poorinit.verdict"
 SCHEMA_VERSION = 1
+ERROR_SCHEMA = "poorinit.error"
+ERROR_SCHEMA_VERSION = 1
+SCAN_SCHEMA = "poorinit.scan"
+SCAN_SCHEMA_VERSION = 1
 
 
 def number(value: float | None) -> float | str | None:
@@ -56,5 +69,41 @@ def document(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def error_document(trial: str, error: str) -> dict[str, Any]:
+    return {
+        "schema": ERROR_SCHEMA,
+        "schema_version": ERROR_SCHEMA_VERSION,
+        "poorinit_version": __version__,
+        "trial": trial,
+        "status": "error",
+        "exit_code": 2,
+        "error": error,
+    }
+
+
+def result_document(result: TrialResult) -> dict[str, Any]:
+    """A scanned trial: its verdict document, or an error document."""
+    if result.verdict is not None:
+        return document(result.verdict)
+    return error_document(result.trial, result.error or "")
+
+
+def scan_document(results: Sequence[TrialResult]) -> dict[str, Any]:
+    from ..scan import counts, scan_exit_code
+
+    return {
+        "schema": SCAN_SCHEMA,
+        "schema_version": SCAN_SCHEMA_VERSION,
+        "poorinit_version": __version__,
+        "exit_code": scan_exit_code(results),
+        "summary": counts(results),
+        "trials": [result_document(r) for r in results],
+    }
+
+
 def render(verdict: Verdict) -> str:
     return json.dumps(document(verdict), indent=2, ensure_ascii=False) + "\n"
+
+
+def render_scan(results: Sequence[TrialResult]) -> str:
+    return json.dumps(scan_document(results), indent=2, ensure_ascii=False) + "\n"

@@ -1,9 +1,14 @@
-"""The terminal report: a rich table of the criteria and one verdict line."""
+"""The terminal report: a rich table of the criteria and one verdict line.
+
+For a scan: one row per trial, worst first, and one summary line.
+"""
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -11,6 +16,9 @@ from rich.text import Text
 
 from ..checks.base import CriterionResult, Status
 from ..rule import Verdict
+
+if TYPE_CHECKING:
+    from ..scan import TrialResult
 
 STYLES = {Status.FIRED: "bold red", Status.PASSED: "green", Status.NOT_APPLICABLE: "yellow"}
 LABELS = {Status.FIRED: "FIRED", Status.PASSED: "passed", Status.NOT_APPLICABLE: "n/a"}
@@ -69,8 +77,57 @@ def renderable(verdict: Verdict) -> Group:
     return Group(*parts)
 
 
+SCAN_STYLES = {"fired": "bold red", "passed": "green", "error": "yellow"}
+SCAN_LABELS = {"fired": "FIRED", "passed": "passed", "error": "error"}
+
+
+def scan_line(results: Sequence[TrialResult]) -> Text:
+    """The scan's summary line (all that ``--quiet`` prints)."""
+    from ..scan import summary_line
+
+    head, rest = summary_line(results).split(":", 1)
+    style = {"FIRED": "bold red", "ERROR": "bold yellow"}.get(head, "bold green")
+    return Text.assemble((head, style), f":{rest}")
+
+
+def _detail(result: TrialResult) -> str:
+    if result.verdict is None:
+        return result.error or ""
+    fired = [c.title for c in result.verdict.criteria if c.fired]
+    if fired:
+        return ", ".join(fired)
+    evaluated = sum(c.status is not Status.NOT_APPLICABLE for c in result.verdict.criteria)
+    return f"{evaluated} of {len(result.verdict.criteria)} criteria evaluated"
+
+
+def scan_renderable(results: Sequence[TrialResult]) -> Group:
+    table = Table(title=f"PoorWeightInitialization · scan of {len(results)} trials, worst first", title_justify="left")
+    table.add_column("trial", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("criteria fired / error", overflow="fold")
+    table.add_column("steps", no_wrap=True)
+    for r in results:
+        steps = "-"
+        if r.verdict is not None and r.verdict.steps:
+            steps = f"{r.verdict.steps[0]}-{r.verdict.steps[-1]}"
+        table.add_row(r.trial, Text(SCAN_LABELS[r.status], style=SCAN_STYLES[r.status]), _detail(r), steps)
+    return Group(table, scan_line(results))
+
+
+def _plain(renderable: Group, width: int = 120) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, no_color=True, highlight=False).print(renderable)
+    return buffer.getvalue()
+
+
 def render_text(verdict: Verdict) -> str:
     """The table without colour, for files and for tests."""
-    buffer = io.StringIO()
-    Console(file=buffer, width=120, no_color=True, highlight=False).print(renderable(verdict))
-    return buffer.getvalue()
+    return _plain(renderable(verdict))
+
+
+render = render_text
+
+
+def render_scan(results: Sequence[TrialResult]) -> str:
+    # Wide enough that a file names every trial on one line, whatever its depth.
+    return _plain(scan_renderable(results), width=max([120, *(len(r.trial) + 80 for r in results)]))

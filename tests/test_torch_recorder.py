@@ -1,0 +1,287 @@
+"""poorinit.torch.Recorder: names, collections, timing of snapshots, hooks, markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+import poorinit  # noqa: E402
+from poorinit import format as fmt  # noqa: E402
+from poorinit.torch import Recorder, RecordingError  # noqa: E402
+from poorinit.trial import Trial  # noqa: E402
+
+
+class Net(nn.Module):
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=inplace), nn.Linear(8, 8), nn.Tanh(),
+                                 nn.Linear(8, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def read_step(trial: Path, step: int) -> dict[str, tuple[np.ndarray, tuple[str, ...]]]:
+    """name -> (values, collections) of one step file, through poorinit's reader."""
+    (step_file,) = Trial(trial).step_files(step)
+    with Trial(trial).open(step_file) as reader:
+        found = {}
+        for name, collections in reader.tensor_names():
+            tensor = reader.tensor(name)
+            values = np.concatenate(list(tensor.blocks())).reshape(tensor.shape)
+            found[name] = (values, collections)
+        return found
+
+
+def train(model: nn.Module, rec: Recorder, steps: int, lr: float = 0.1, dtype: torch.dtype = torch.float32) -> None:
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        with rec.step():
+            x = torch.randn(16, 4, generator=generator).to(dtype)
+            loss = model(x).float().pow(2).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            rec.loss(loss)
+            optimiser.step()
+
+
+def step_numbers(trial: Path) -> list[int]:
+    return Trial(trial).steps()
+
+
+def test_names_and_collections(tmp_path):
+    model = Net()
+    with Recorder(model, tmp_path / "t", steps=2) as rec:
+        train(model, rec, 2)
+    tensors = read_step(tmp_path / "t", 0)
+    collections = {name: c for name, (_, c) in tensors.items()}
+    assert collections["net.1.relu_input"] == (fmt.ACTIVATION_INPUTS,)
+    assert collections["net.3.tanh_input"] == (fmt.ACTIVATION_INPUTS,)
+    assert collections["loss"] == (fmt.LOSSES,)
+    for name, _ in model.named_parameters():
+        assert collections[name] == (fmt.WEIGHTS,)
+        assert collections[f"gradient/{name}"] == (fmt.GRADIENTS,)
+    assert len(collections) == 2 + 1 + 2 * 6
+    assert tensors["net.1.relu_input"][0].shape == (16, 8)
+    assert tensors["net.0.weight"][0].shape == (8, 4)
+
+
+def test_records_the_steps_asked_and_marks_finished(tmp_path):
+    model = Net()
+    with Recorder(model, tmp_path / "count", steps=3) as rec:
+        train(model, rec, 5)
+    assert step_numbers(tmp_path / "count") == [0, 1, 2]
+    assert Trial(tmp_path / "count").finished
+    with Recorder(model, tmp_path / "chosen", steps=[1, 4]) as rec:
+        train(model, rec, 5)
+    assert step_numbers(tmp_path / "chosen") == [1, 4]
+
+
+def test_explicit_step_numbers_continue_from_the_last(tmp_path):
+    model = Net()
+    with Recorder(model, tmp_path / "t", steps=range(10, 12)) as rec:
+        loss = model(torch.randn(2, 4)).sum()
+        for number in (10, None):
+            with rec.step(number):
+                model.zero_grad()
+                model(torch.randn(2, 4)).sum().backward()
+                rec.loss(loss)
+    assert step_numbers(tmp_path / "t") == [10, 11]
+
+
+def test_unrecorded_steps_run_without_hooks(tmp_path):
+    model = Net()
+    activations = [model.net[1], model.net[3]]
+    seen = []
+    with Recorder(model, tmp_path / "t", steps=[1]) as rec:
+        for _ in range(3):
+            with rec.step():
+                seen.append([len(m._forward_pre_hooks) for m in activations])
+                model.zero_grad()
+                loss = model(torch.randn(2, 4)).sum()
+                loss.backward()
+                rec.loss(loss)
+            assert all(len(m._forward_pre_hooks) == 0 for m in activations)
+    assert seen == [[0, 0], [1, 1], [0, 0]]
+
+
+def test_weights_before_the_update_and_gradients_after_backward(tmp_path):
+    model = Net()
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    grads = {}
+    with Recorder(model, tmp_path / "t", steps=2) as rec:
+        optimiser = torch.optim.SGD(model.parameters(), lr=1.0)
+        for step in range(2):
+            with rec.step():
+                loss = model(torch.randn(8, 4)).pow(2).mean()
+                optimiser.zero_grad()
+                loss.backward()
+                rec.loss(loss)
+                grads[step] = {name: p.grad.clone() for name, p in model.named_parameters()}
+                optimiser.step()
+    step0, step1 = read_step(tmp_path / "t", 0), read_step(tmp_path / "t", 1)
+    for name in initial:
+        np.testing.assert_array_equal(step0[name][0], initial[name].numpy())
+        np.testing.assert_array_equal(step0[f"gradient/{name}"][0], grads[0][name].numpy())
+        np.testing.assert_allclose(step1[name][0], (initial[name] - grads[0][name]).numpy(), rtol=1e-6)
+        np.testing.assert_array_equal(step1[f"gradient/{name}"][0], grads[1][name].numpy())
+
+
+def test_bfloat16_is_stored_as_float32(tmp_path):
+    model = Net().to(torch.bfloat16)
+    with Recorder(model, tmp_path / "t", steps=1) as rec:
+        train(model, rec, 1, dtype=torch.bfloat16)
+    tensors = read_step(tmp_path / "t", 0)
+    for name in ("net.1.relu_input", "net.0.weight", "gradient/net.0.weight"):
+        assert tensors[name][0].dtype == np.float32
+    assert tensors["loss"][0].dtype == np.float64
+
+
+def test_float16_and_float64_are_kept(tmp_path):
+    for dtype, expected in ((torch.float16, np.float16), (torch.float64, np.float64)):
+        model = Net().to(dtype)
+        with Recorder(model, tmp_path / str(dtype), steps=1) as rec:
+            train(model, rec, 1, dtype=dtype)
+        assert read_step(tmp_path / str(dtype), 0)["net.1.relu_input"][0].dtype == expected
+
+
+def test_in_place_activation_input_is_recorded_before_it_is_overwritten(tmp_path):
+    model = Net(inplace=True)
+    with Recorder(model, tmp_path / "t", steps=1) as rec:
+        train(model, rec, 1)
+    assert (read_step(tmp_path / "t", 0)["net.1.relu_input"][0] < 0).any()
+
+
+def test_an_exception_leaves_the_trial_unfinished_and_the_step_unwritten(tmp_path):
+    model = Net()
+    with pytest.raises(RuntimeError, match="boom"), Recorder(model, tmp_path / "t", steps=5) as rec:
+        train(model, rec, 2)
+        with rec.step():
+            model(torch.randn(2, 4))
+            raise RuntimeError("boom")
+    assert step_numbers(tmp_path / "t") == [0, 1]
+    assert not Trial(tmp_path / "t").finished
+    assert all(len(m._forward_pre_hooks) == 0 for m in (model.net[1], model.net[3]))
+
+
+def test_a_recorded_step_needs_a_loss_and_gradients(tmp_path):
+    model = Net()
+    with pytest.raises(RecordingError, match=r"step 0: no loss was recorded; call rec.loss"), \
+            Recorder(model, tmp_path / "noloss") as rec, rec.step():
+        model(torch.randn(2, 4)).sum().backward()
+    assert not (tmp_path / "noloss" / fmt.FINISHED_MARKER).exists()
+    with pytest.raises(RecordingError, match=r"no parameter has a gradient; call loss.backward"), \
+            Recorder(Net(), tmp_path / "nograd") as rec, rec.step():
+        rec.loss(1.0)
+
+
+def test_calls_outside_a_step_are_errors(tmp_path):
+    rec = Recorder(Net(), tmp_path / "t")
+    with pytest.raises(RecordingError, match="inside a rec.step"):
+        rec.loss(1.0)
+    with pytest.raises(RecordingError, match="inside a rec.step"):
+        rec.activation_input("a", torch.ones(2))
+    with pytest.raises(RecordingError, match="one value"), rec.step():
+        rec.loss(torch.ones(3))
+
+
+def test_functional_activations_are_recorded_by_hand(tmp_path):
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.fc1(x)
+            rec.activation_input("block1.act", x)
+            x = F.relu(x)
+            rec.activation_input("block2", x, kind="gelu")
+            return self.fc2(F.gelu(x))
+
+    model = Functional()
+    with Recorder(model, tmp_path / "t", steps=[0]) as rec:
+        train(model, rec, 2)
+    names = set(read_step(tmp_path / "t", 0))
+    assert {"block1.act.relu_input", "block2.gelu_input"} <= names
+    assert step_numbers(tmp_path / "t") == [0]
+
+
+def test_a_reused_module_is_recorded_once_per_call(tmp_path):
+    class Reused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
+
+    model = Reused()
+    with Recorder(model, tmp_path / "t", steps=1) as rec:
+        train(model, rec, 1)
+    names = {n for n in read_step(tmp_path / "t", 0) if n.endswith("_input")}
+    assert names == {"act.call0.relu_input", "act.call1.relu_input"}
+
+
+def test_a_root_activation_and_subclasses_are_named_by_kind(tmp_path):
+    class ScaledReLU(nn.ReLU):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x * self.scale)
+
+    model = ScaledReLU()
+    with Recorder(model, tmp_path / "t", steps=1) as rec, rec.step():
+        loss = model(torch.randn(3, 4)).sum()
+        loss.backward()
+        rec.loss(loss)
+    assert "relu_input" in read_step(tmp_path / "t", 0)
+
+
+def test_rows_and_stride_make_smaller_trials(tmp_path):
+    model = Net()
+    initial = model.net[0].weight.detach().clone().reshape(-1)
+    with Recorder(model, tmp_path / "t", steps=1, activation_rows=5, parameter_stride=3) as rec:
+        train(model, rec, 1)
+    tensors = read_step(tmp_path / "t", 0)
+    assert tensors["net.1.relu_input"][0].shape == (5, 8)
+    assert tensors["gradient/net.0.weight"][0].shape == (11,)  # 32 values, every third
+    np.testing.assert_array_equal(tensors["net.0.weight"][0], initial[::3].numpy())
+
+
+def test_refuses_to_mix_two_runs_in_one_trial(tmp_path):
+    model = Net()
+    with Recorder(model, tmp_path / "t", steps=1) as rec:
+        train(model, rec, 1)
+    with pytest.raises(FileExistsError, match="already holds step files"):
+        Recorder(model, tmp_path / "t")
+
+
+def test_a_recorded_trial_is_judged_by_the_rule(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(*(m for _ in range(4) for m in (nn.Linear(16, 16), nn.ReLU())), nn.Linear(16, 2))
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Recorder(model, tmp_path / "t") as rec:
+        for _ in range(10):
+            with rec.step():
+                loss = F.cross_entropy(model(torch.randn(32, 16)), torch.randint(0, 2, (32,)))
+                optimiser.zero_grad()
+                loss.backward()
+                rec.loss(loss)
+                optimiser.step()
+    verdict = poorinit.analyze(tmp_path / "t")
+    fired = {c.check for c in verdict.criteria if c.fired}
+    assert {"activation_variance", "gradient_spread"} <= fired
