@@ -52,7 +52,7 @@ def step_figures(path: str, activation: re.Pattern[str]) -> dict[str, object]:
                 gradients.append(values)
                 stds[name] = float(np.std(values, dtype=np.float64))
             elif "losses" in marks:
-                losses[name] = float(dataset[()])
+                losses[name] = float(np.asarray(dataset[()]).reshape(-1)[0])
     figures: dict[str, object] = {"losses": losses}
     if len(variances) >= 2:
         largest, smallest = max(variances.values()), min(variances.values())

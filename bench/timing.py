@@ -89,20 +89,24 @@ class Pair:
 
 
 def side_by_side(
-    a: Sequence[str], b: Sequence[str], runs: int, *, ok: Sequence[int] = (0,), warmup: bool = True
+    a: Sequence[str], b: Sequence[str], runs: int, *, ok: Sequence[int] = (0,), ok_b: Sequence[int] = (0,),
+    warmup: bool = True,
 ) -> Pair:
-    """``runs`` alternated runs of each command, after one unmeasured run of
-    each (so both find the files in the page cache)."""
+    """``runs`` alternated runs of each command (exit codes ``ok`` for A,
+    ``ok_b`` for B), after one unmeasured run of each, so that both find the
+    files in the page cache."""
     if warmup:
         run(a, ok=ok)
-        run(b, ok=ok)
+        run(b, ok=ok_b)
     pair = Pair([], [])
     for index in range(runs):
         # Alternate which goes first, so neither always runs on a warmer machine.
-        first, second = (a, b) if index % 2 == 0 else (b, a)
-        one, two = run(first, ok=ok), run(second, ok=ok)
-        pair.a.append(one if first is a else two)
-        pair.b.append(two if first is a else one)
+        if index % 2 == 0:
+            pair.a.append(run(a, ok=ok))
+            pair.b.append(run(b, ok=ok_b))
+        else:
+            pair.b.append(run(b, ok=ok_b))
+            pair.a.append(run(a, ok=ok))
     return pair
 
 

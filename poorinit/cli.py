@@ -144,6 +144,13 @@ def _terminal(quiet: bool, table: Callable[[], Any], line: Callable[[], Any]) ->
         console.print(table())
 
 
+def _table() -> Any:
+    """The rich table module, imported only when a table is drawn (rich is slow to import)."""
+    from .report import table
+
+    return table
+
+
 def _stderr_console() -> Any:
     from rich.console import Console
 
@@ -166,7 +173,6 @@ def analyze(trial: str, fmt: str | None, output: str | None, quiet: bool, config
             debug: bool, **values: Any) -> int:
     """Apply the PoorWeightInitialization rule to TRIAL (a directory of step files)."""
     from .report import Format, formatter
-    from .report.table import renderable, verdict_line
 
     settings = _settings(config_file, {"fmt": fmt, **values})
     if not follow:
@@ -182,8 +188,8 @@ def analyze(trial: str, fmt: str | None, output: str | None, quiet: bool, config
 
         verdict = evaluate(Trial(trial), params)
     chosen = Format(settings.value("format"))
-    _deliver(chosen, output, quiet, lambda: formatter(chosen)(verdict), lambda: renderable(verdict),
-             lambda: verdict_line(verdict))
+    _deliver(chosen, output, quiet, lambda: formatter(chosen)(verdict), lambda: _table().renderable(verdict),
+             lambda: _table().verdict_line(verdict))
     return verdict.exit_code
 
 
@@ -221,7 +227,6 @@ def scan(roots: tuple[str, ...], fmt: str | None, output: str | None, quiet: boo
     from .format import step_file_name
     from .report import Format, scan_formatter
     from .report.jsonl import line as jsonl_line
-    from .report.table import scan_line, scan_renderable
     from .scan import discover, scan_dask, scan_exit_code, scan_local, worst_first
 
     settings = _settings(config_file, {"fmt": fmt, **values})
@@ -259,10 +264,10 @@ def scan(roots: tuple[str, ...], fmt: str | None, output: str | None, quiet: boo
     results = worst_first(results)
     if streaming:
         if output is not None:
-            _terminal(quiet, lambda: scan_renderable(results), lambda: scan_line(results))
+            _terminal(quiet, lambda: _table().scan_renderable(results), lambda: _table().scan_line(results))
     else:
-        _deliver(chosen, output, quiet, lambda: scan_formatter(chosen)(results), lambda: scan_renderable(results),
-                 lambda: scan_line(results))
+        _deliver(chosen, output, quiet, lambda: scan_formatter(chosen)(results), lambda: _table().scan_renderable(results),
+                 lambda: _table().scan_line(results))
     return scan_exit_code(results)
 
 

@@ -132,6 +132,9 @@ def analyse_trial(path: str, params: RuleParams, shown: str | None = None) -> Tr
 
 OnResult = Callable[[TrialResult], None]
 
+# Trials per worker task at most (see scan_local).
+BATCH_MAX = 16
+
 
 def scan_local(
     trials: Sequence[str], params: RuleParams, jobs: int, on_result: OnResult | None = None
@@ -151,20 +154,33 @@ def scan_local(
     # spawn, not fork: the parent may run a progress thread, and forking a
     # threaded process can deadlock; spawn behaves the same on every platform.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(trials)), mp_context=context) as pool:
+    # Trials go to the workers in batches: one future (and one pickled round
+    # trip) per small trial costs more than analysing it. Batches stay small
+    # enough that every worker keeps busy to the end and progress moves.
+    size = max(1, min(BATCH_MAX, len(trials) // (jobs * 8)))
+    batches = [trials[i : i + size] for i in range(0, len(trials), size)]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=context) as pool:
         # Absolute paths are made here, where the user's working directory is.
-        futures = [pool.submit(analyse_trial, os.path.abspath(shown), params, shown) for shown in trials]
+        futures = [
+            pool.submit(analyse_batch, [(os.path.abspath(shown), shown) for shown in batch], params)
+            for batch in batches
+        ]
         try:
             for future in as_completed(futures):
-                result = future.result()
-                results.append(result)
-                if on_result:
-                    on_result(result)
+                for result in future.result():
+                    results.append(result)
+                    if on_result:
+                        on_result(result)
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
     return results
+
+
+def analyse_batch(trials: Sequence[tuple[str, str]], params: RuleParams) -> list[TrialResult]:
+    """``analyse_trial`` over (path, shown) pairs, in one worker task."""
+    return [analyse_trial(path, params, shown) for path, shown in trials]
 
 
 def scan_dask(

@@ -16,8 +16,8 @@ always). The method, for ``n`` finite values:
    bit of a positive one), bit patterns sort exactly as the values do, so a
    bin is an interval of values and the cumulative counts tell which bin holds
    the ``k``-th smallest value and how many values lie below it.
-2. Keep only the values of the (at most four) bins holding the order
-   statistics numpy interpolates between, and select within them with
+2. Keep only the values of the bins holding the order statistics numpy
+   interpolates between (two per percentile), and select within them with
    ``np.partition``. A bin holding more than the budget is split by the next
    16 bits first (one more pass each time, four levels at most: a bin of all
    64 bits holds one value, however often it repeats).
@@ -79,7 +79,9 @@ def _finite_view(values: np.ndarray) -> tuple[np.ndarray, int, bool]:
     else:
         x, owned = _scratch("float64", array.size, np.float64), True
         np.copyto(x, array, casting="same_kind")
-    if math.isfinite(x.sum()):  # a NaN or an infinity makes the sum non-finite
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, or finite values summing past 1.8e308
+        total = x.sum()
+    if math.isfinite(total):  # a NaN or an infinity makes the sum non-finite
         return x, 0, owned
     finite = np.isfinite(x)
     kept = int(np.count_nonzero(finite))
@@ -117,11 +119,14 @@ class Moments:
         x, nonfinite, owned = _finite_view(values)
         if not x.size:
             return cls(0, 0.0, 0.0, nonfinite)
-        mean = float(x.sum()) / x.size
         # Two passes over the block, squares summed pairwise. Not np.dot: a
         # threaded BLAS costs ten times more than it saves on vectors this size.
-        centred = np.subtract(x, mean, out=x if owned else _scratch("centred", x.size, np.float64))
-        return cls(int(x.size), mean, float(np.square(centred, out=centred).sum()), nonfinite)
+        # Values near the float64 limit give an infinite variance, not a warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = float(x.sum()) / x.size
+            centred = np.subtract(x, mean, out=x if owned else _scratch("centred", x.size, np.float64))
+            m2 = float(np.square(centred, out=centred).sum())
+        return cls(int(x.size), mean, m2, nonfinite)
 
 
 def moments(blocks: Iterable[np.ndarray]) -> Moments:
@@ -172,8 +177,13 @@ def percentiles(
     source: Iterable[np.ndarray], percents: Sequence[float], *, budget: int = BUDGET_VALUES
 ) -> Percentiles:
     """Percentiles of the finite values of all blocks, equal to
-    ``np.percentile(finite_values, percents)`` (method "linear") in at most
-    about ``budget`` float64 values of memory beyond one block."""
+    ``np.percentile(finite_values, percents)`` (method "linear").
+
+    Memory: at most ``budget`` of the source's values are held between passes
+    (its own blocks, not copies, so a source must not reuse a block's buffer)
+    and at most ``budget`` float64 values are gathered at a time, beyond
+    per-thread buffers of one block.
+    """
     if budget < 1:
         raise ValueError(f"budget must be at least 1 value, not {budget}")
     for q in percents:
@@ -354,7 +364,8 @@ def _order_statistics(
     wanted = sorted({b for b in bins.values() if b.bits < 64}, key=lambda b: b.prefix)
     # Gather as many bins per pass as the budget allows (one pass, almost always).
     while wanted:
-        group, size = [], 0
+        group: list[_Bin] = []
+        size = 0
         while wanted and (not group or size + wanted[0].count <= budget):
             size += wanted[0].count
             group.append(wanted.pop(0))

@@ -151,11 +151,6 @@ class Recorder:
                 "so that two runs are never mixed in one trial"
             )
         self.writer = TrialWriter(path, mode=mode, worker=worker)
-        self._activation_modules = [
-            (name, module, kind)
-            for name, module in model.named_modules()
-            if (kind := activation_kind(module)) is not None
-        ]
         self._next = 0
         self._open = False
         self._current: _Step | None = None
@@ -191,12 +186,13 @@ class Recorder:
             raise RecordingError(f"step {number} was already recorded; step numbers must not repeat")
         current = _Step(number)
         current.weights = {
-            name: self._parameter_copy(param, f"parameter {name!r}")
-            for name, param in self.model.named_parameters()
+            name: self._parameter_copy(param, f"parameter {name!r}") for name, param in self.model.named_parameters()
         }
+        # Looked up at each recorded step, so modules added after the recorder was made count.
         handles = [
             module.register_forward_pre_hook(self._hook(name, kind), with_kwargs=True)
-            for name, module, kind in self._activation_modules
+            for name, module in self.model.named_modules()
+            if (kind := activation_kind(module)) is not None
         ]
         self._open, self._current = True, current
         try:

@@ -8,8 +8,13 @@ a :class:`~poorinit.errors.TrialError` subclass naming the file (and tensor).
 
 from __future__ import annotations
 
+import functools
+import math
 import os
-from collections.abc import Iterator, Sequence
+import re
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +29,51 @@ from .errors import StepFileError, TensorError, TrialError
 # (8 MiB once in float64), small enough for the statistics' temporaries to
 # stay in cache, large enough that the per-read cost of h5py vanishes.
 BLOCK_ELEMENTS = 1 << 20
+
+
+# What h5py raises when a file is damaged or holds what it cannot convert:
+# HDF5 errors surface as OSError, KeyError, RuntimeError or ValueError, odd
+# types as TypeError. Reading code re-raises them as TrialError subclasses
+# that name the file and tensor, so no damage ever reaches the user as an
+# "internal error".
+H5_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    KeyError,
+    RuntimeError,
+    ValueError,
+    TypeError,
+    IndexError,
+    OverflowError,
+    SystemError,
+)
+
+
+BlockReader = Callable[["DatasetTensor"], Iterator[np.ndarray]]
+
+
+def _reading(method: BlockReader) -> BlockReader:
+    """Streaming a tensor: any h5py failure on the way becomes a TensorError naming it."""
+
+    @functools.wraps(method)
+    def blocks(self: DatasetTensor) -> Iterator[np.ndarray]:
+        try:
+            yield from method(self)
+        except H5_ERRORS as error:
+            raise self._error(f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
+
+    return blocks
+
+
+def _kind(dtype: np.dtype[Any]) -> str:
+    kinds = {"i": "integer", "u": "integer", "b": "boolean", "S": "string", "U": "string", "O": "string or object",
+             "c": "complex", "M": "date", "m": "time span", "f": f"{8 * dtype.itemsize}-bit float"}
+    if dtype.kind == "V":
+        return "compound" if dtype.names else "array or opaque"
+    return kinds.get(dtype.kind, "unknown")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class Tensor(Protocol):
@@ -76,15 +126,27 @@ class TensorInfo:
 
 
 class DatasetTensor:
-    """A tensor backed by an HDF5 dataset of an open step file."""
+    """A tensor backed by an HDF5 dataset of an open step file.
+
+    Whatever would make the values a lie is refused here, before a check reads
+    a block: a dtype the rule cannot judge, data kept outside the file, and
+    storage that holds less than the shape claims (chunks never written read
+    back as the fill value, zeros, which the rule would judge as a dead network).
+    """
 
     def __init__(self, dataset: Any, name: str, worker: int, source: Path) -> None:
         self._dataset = dataset
         self.name = name
         self.worker = worker
         self.source = str(source)
-        self.shape: tuple[int, ...] = tuple(dataset.shape)
-        self._check_storage()
+        try:
+            shape = dataset.shape
+            if shape is None:
+                raise self._error("has no dataspace (an empty HDF5 dataset); store the tensor as an array")
+            self.shape: tuple[int, ...] = tuple(int(n) for n in shape)
+            self._check_storage()
+        except H5_ERRORS as error:
+            raise self._error(f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
 
     @property
     def size(self) -> int:
@@ -95,19 +157,36 @@ class DatasetTensor:
 
     def _check_storage(self) -> None:
         ds = self._dataset
+        if ds.is_virtual:
+            raise self._error(
+                "is a virtual dataset; poorinit never follows data stored elsewhere: store the values in the dataset"
+            )
+        if ds.external:
+            raise self._error(
+                f"keeps its data in an external file ({_text(ds.external[0][0])}); poorinit never follows data "
+                "outside the trial: store the values in the dataset"
+            )
         dtype = ds.dtype
         if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
-            raise self._error(f"dtype {dtype} is not float16/32/64; poorinit judges floating-point tensors only")
-        if ds.is_virtual:
-            raise self._error("is a virtual dataset; poorinit never follows data outside the trial")
-        if ds.external:
-            raise self._error("keeps its data in an external file; poorinit never follows data outside the trial")
-        if self.size and not ds.compression and ds.id.get_storage_size() < ds.id.get_type().get_size() * self.size:
             raise self._error(
-                f"claims shape {self.shape} but the file stores only "
-                f"{ds.id.get_storage_size()} of {dtype.itemsize * self.size} bytes (truncated or forged)"
+                f"dtype {dtype} ({_kind(dtype)}) is not float16/32/64; poorinit judges floating-point tensors only: "
+                "store it as floating point, or leave it out of what the rule selects"
+            )
+        if not self.size:
+            return
+        if ds.chunks is None:
+            stored, needed, unit = ds.id.get_storage_size(), dtype.itemsize * self.size, "bytes"
+        else:
+            # Counting chunks, not bytes, holds for compressed and filtered data too.
+            stored, unit = ds.id.get_num_chunks(), "chunks"
+            needed = math.prod(-(-extent // chunk) for extent, chunk in zip(self.shape, ds.chunks, strict=True))
+        if stored < needed:
+            raise self._error(
+                f"claims shape {self.shape} but the file stores only {stored} of its {needed} {unit} "
+                "(never written, truncated or forged); rewrite the step"
             )
 
+    @_reading
     def blocks(self) -> Iterator[np.ndarray]:
         # A block is a run of the C-order array, cut along the first axis whose
         # inner extent fits BLOCK_ELEMENTS and at chunk boundaries, so the file
@@ -135,7 +214,7 @@ class DatasetTensor:
             if not isinstance(selection, tuple) or not selection:
                 return np.asarray(ds[selection])
             # read_direct into an uninitialised native-order array: ds[...]
-            # zero-fills its result before reading, a third of the cost.
+            # zero-fills its result before reading, up to a third of the cost.
             dims = [
                 len(range(*part.indices(extent)))
                 for part, extent in zip(selection, self.shape, strict=False)
@@ -150,102 +229,230 @@ class DatasetTensor:
 
 def _h5_reason(error: BaseException) -> str:
     """The useful tail of an h5py error message, on one line."""
+    # str() of a KeyError quotes its message; the message itself is args[0].
+    message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+    text = " ".join(message.split())
+    # h5py puts HDF5's own words in the last, outermost parentheses, which
+    # may nest: "... (unknown object header status flag(s))".
+    depth = 0
+    for index in range(len(text) - 1, -1, -1) if text.endswith(")") else ():
+        depth += {")": 1, "(": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[index + 1 : -1]
+    return text or type(error).__name__
+
+
+@contextmanager
+def _translated(path: Path, tensor: str | None = None) -> Iterator[None]:
+    """Re-raise what h5py raises on damaged metadata as an error naming the file (and tensor)."""
+    try:
+        yield
+    except H5_ERRORS as error:
+        if tensor is not None:
+            raise TensorError(path, tensor, f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
+        raise StepFileError(path, f"is damaged ({_h5_reason(error)}); restore it or rerun the step") from error
+
+
+def _open_problem(error: BaseException) -> str:
+    """What h5py.File's failure to open a step file means, and what to do."""
     text = " ".join(str(error).split())
-    return text.rsplit("(", 1)[-1].rstrip(")") if "(" in text else text or type(error).__name__
+    truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
+    if truncated:
+        return (
+            f"is truncated ({truncated[1]} of {truncated[2]} bytes): a copy or the writer was interrupted; "
+            "copy it again or rerun the step"
+        )
+    if "consistency flags" in text:
+        return (
+            "was not closed by its writer (HDF5's file-consistency flag is set): it is being written in place, "
+            "or its writer crashed; rerun once the writer is done, or rewrite the step"
+        )
+    if "signature not found" in text:
+        return (
+            "is not a readable HDF5 file (no HDF5 signature); replace it with the file the writer wrote, "
+            "or move it out of the trial"
+        )
+    return f"is not a readable HDF5 file ({_h5_reason(error)}): it is damaged; restore it or rerun the step"
+
+
+def _check_step_file(path: Path) -> None:
+    """Refuse, before HDF5 sees it, what plainly cannot be a step file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError as error:
+        if path.is_symlink():
+            raise StepFileError(
+                path,
+                f"is a broken symbolic link (to {os.readlink(path)}): its data was never fetched or was deleted; "
+                "fetch it (git annex get, dvc pull, ...) or remove the link",
+            ) from error
+        raise StepFileError(
+            path, "vanished after the trial was listed; rerun once nothing deletes step files"
+        ) from error
+    except OSError as error:
+        raise StepFileError(path, f"cannot be read ({error.strerror or error}); check the path") from error
+    if not stat.S_ISREG(info.st_mode):
+        raise StepFileError(path, "is not a regular file (a directory, pipe or device); move it out of the trial")
+    if info.st_size == 0:
+        raise StepFileError(path, "is empty (0 bytes): the writer was interrupted; delete it or rerun the step")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(8)
+    except PermissionError as error:
+        raise StepFileError(path, "permission denied; give this user read permission on the file") from error
+    except OSError as error:
+        raise StepFileError(path, f"cannot be read ({error.strerror or error}); check the path") from error
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as a plain Python value: bytes decoded, one-element arrays unwrapped."""
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0] if value.size == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return _text(value) if isinstance(value, bytes) else value
 
 
 class StepReader:
-    """An open step file: validated on open, tensors listed and read on demand."""
+    """An open step file: validated on open, tensors listed and read on demand.
+
+    Links are never followed: a soft or external link anywhere below
+    ``/tensors`` refuses the file, and so does a hard link that loops back to
+    a parent group; virtual datasets and external storage refuse the tensor.
+    """
 
     def __init__(self, step_file: fmt.StepFile) -> None:
         import h5py
 
         self.step_file = step_file
         path = step_file.path
+        _check_step_file(path)
         try:
-            size = path.stat().st_size
-        except OSError as error:
-            raise StepFileError(path, f"cannot be read ({error.strerror})") from error
-        if size == 0:
-            raise StepFileError(path, "is empty (0 bytes): the writer was interrupted; delete it or rerun")
-        try:
-            self._file = h5py.File(path, "r")
-        except PermissionError as error:
-            raise StepFileError(path, "permission denied") from error
-        except OSError as error:
-            raise StepFileError(path, f"is not a readable HDF5 file ({_h5_reason(error)})") from error
+            # No file locking: step files are never written in place, and locks
+            # fail on read-only and network filesystems.
+            self._file = h5py.File(path, "r", locking=False)
+        except H5_ERRORS as error:
+            raise StepFileError(path, _open_problem(error)) from error
         try:
             self._validate()
         except BaseException:
             self._file.close()
             raise
 
-    def _validate(self) -> None:
-        path, f = self.step_file.path, self._file
+    def _attr(self, key: str) -> Any:
+        path = self.step_file.path
+        with _translated(path):
+            attrs = self._file.attrs
+            present = key in attrs
+        if not present:
+            if key == fmt.FORMAT_ATTR:
+                raise StepFileError(
+                    path, f"is not a poorinit step file (no {fmt.FORMAT_ATTR!r} attribute); write step files as "
+                    "docs/format.md specifies"
+                )
+            raise StepFileError(
+                path, f"lacks the required attribute {key!r}; write step files as docs/format.md specifies"
+            )
         try:
-            attrs = dict(f.attrs)
-        except (OSError, RuntimeError) as error:
-            raise StepFileError(path, f"has unreadable attributes ({_h5_reason(error)})") from error
-        if fmt.FORMAT_ATTR not in attrs:
-            raise StepFileError(path, f"is not a poorinit step file (no {fmt.FORMAT_ATTR!r} attribute)")
-        version = attrs[fmt.FORMAT_ATTR]
-        version = version.item() if isinstance(version, np.generic) else version
-        if not isinstance(version, int) or version != fmt.FORMAT_VERSION:
-            advice = "upgrade poorinit to read it" if isinstance(version, int) and version > fmt.FORMAT_VERSION \
-                else "the file is not a valid trial"
+            return _plain(attrs[key])
+        except H5_ERRORS as error:
+            raise StepFileError(
+                path, f"has an unreadable attribute {key!r} ({_h5_reason(error)}); write it as docs/format.md specifies"
+            ) from error
+
+    def _validate(self) -> None:
+        import h5py
+
+        path, f = self.step_file.path, self._file
+        version = self._attr(fmt.FORMAT_ATTR)
+        if isinstance(version, bool) or not isinstance(version, int) or version != fmt.FORMAT_VERSION:
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > fmt.FORMAT_VERSION
+            advice = "upgrade poorinit to read it" if newer else "the file is not a valid trial"
             raise StepFileError(
                 path, f"has format version {version!r}; this poorinit reads version {fmt.FORMAT_VERSION} ({advice})"
             )
         expected = {"step": self.step_file.step, "mode": self.step_file.mode, "worker": self.step_file.worker}
         for key, value in expected.items():
-            if key not in attrs:
-                raise StepFileError(path, f"lacks the required attribute {key!r}")
-            found = attrs[key]
-            if isinstance(found, bytes):
-                found = found.decode("utf-8", "replace")
-            if isinstance(found, np.generic):
-                found = found.item()
-            if found != value:
-                raise StepFileError(path, f"attribute {key}={found!r} disagrees with its file name ({key} {value!r})")
-        group = f.get(fmt.TENSOR_GROUP, getlink=True)
-        if group is None:
-            raise StepFileError(path, f"has no {fmt.TENSOR_GROUP!r} group")
+            found = self._attr(key)
+            if isinstance(found, bool) or found != value:
+                raise StepFileError(
+                    path,
+                    f"attribute {key}={found!r} disagrees with its file name ({key} {value!r}); "
+                    "rename the file or fix the attribute",
+                )
+        with _translated(path):
+            link = f.get(fmt.TENSOR_GROUP, getlink=True)
+            if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+                kind = "an external" if isinstance(link, h5py.ExternalLink) else "a soft"
+                raise StepFileError(
+                    path, f"its {fmt.TENSOR_GROUP!r} group is {kind} link; poorinit never follows links: "
+                    "store the tensors in the file itself"
+                )
+            group = None if link is None else f[fmt.TENSOR_GROUP]
+        if not isinstance(group, h5py.Group):
+            found = "nothing" if group is None else "a dataset"
+            raise StepFileError(
+                path, f"has no {fmt.TENSOR_GROUP!r} group (found {found}); write the tensors below "
+                f"/{fmt.TENSOR_GROUP} as docs/format.md specifies"
+            )
 
     def tensor_names(self) -> list[tuple[str, tuple[str, ...]]]:
-        """(name, collections) of every tensor, from metadata only."""
+        """(name, collections) of every tensor, from metadata only, in the file's order."""
         import h5py
 
         found: list[tuple[str, tuple[str, ...]]] = []
         path = self.step_file.path
-
-        def walk(group: Any, prefix: str) -> None:
-            for key in group:
-                link = group.get(key, getlink=True)
+        with _translated(path):
+            root = self._file[fmt.TENSOR_GROUP]
+            # Depth first without recursion, so no nesting depth can exhaust the
+            # stack; the addresses of the groups above catch hard-link cycles.
+            stack: list[tuple[Iterator[str], Any, str, tuple[int, ...]]] = [
+                (iter(list(root)), root, "", (_address(root),))
+            ]
+            while stack:
+                keys, group, prefix, above = stack[-1]
+                key = next(keys, None)
+                if key is None:
+                    stack.pop()
+                    continue
                 name = f"{prefix}{key}"
-                if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-                    kind = "an external" if isinstance(link, h5py.ExternalLink) else "a soft"
-                    raise TensorError(path, name, f"is {kind} link; poorinit never follows links")
-                obj = group[key]
+                with _translated(path, name):
+                    link = group.get(key, getlink=True)
+                    obj = None if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)) else group[key]
+                    collections = _collections(obj) if isinstance(obj, h5py.Dataset) else ()
+                if isinstance(link, h5py.SoftLink):
+                    raise TensorError(
+                        path, name, f"is a soft link (to {link.path}); poorinit never follows links: "
+                        "store the data in the file itself"
+                    )
+                if isinstance(link, h5py.ExternalLink):
+                    raise TensorError(
+                        path, name, f"is an external link (to {link.filename}:{link.path}); poorinit never "
+                        "follows links: store the data in the file itself"
+                    )
                 if isinstance(obj, h5py.Group):
-                    walk(obj, f"{name}/")
+                    address = _address(obj)
+                    if address in above:
+                        raise TensorError(
+                            path, name, "is a hard link to a group that contains it (a cycle); remove the link"
+                        )
+                    stack.append((iter(list(obj)), obj, f"{name}/", (*above, address)))
                 elif isinstance(obj, h5py.Dataset):
-                    found.append((name, _collections(obj)))
-
-        try:
-            walk(self._file[fmt.TENSOR_GROUP], "")
-        except (OSError, RuntimeError, KeyError) as error:
-            raise StepFileError(path, f"has an unreadable tensor index ({_h5_reason(error)})") from error
+                    found.append((name, collections))
         return found
 
     def infos(self) -> list[TensorInfo]:
         infos = []
         for name, collections in self.tensor_names():
-            ds = self._file[fmt.TENSOR_GROUP][name]
-            infos.append(TensorInfo(name, tuple(ds.shape), str(ds.dtype), collections))
+            with _translated(self.step_file.path, name):
+                ds = self._file[fmt.TENSOR_GROUP][name]
+                shape = () if ds.shape is None else tuple(ds.shape)
+                infos.append(TensorInfo(name, shape, str(ds.dtype), collections))
         return infos
 
     def tensor(self, name: str) -> DatasetTensor:
-        dataset = self._file[fmt.TENSOR_GROUP][name]
+        with _translated(self.step_file.path, name):
+            dataset = self._file[fmt.TENSOR_GROUP][name]
         return DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path)
 
     def close(self) -> None:
@@ -260,6 +467,12 @@ class StepReader:
         self.close()
 
 
+def _address(obj: Any) -> int:
+    import h5py
+
+    return int(h5py.h5o.get_info(obj.id).addr)
+
+
 def _collections(dataset: Any) -> tuple[str, ...]:
     raw = dataset.attrs.get(fmt.COLLECTIONS_ATTR)
     if raw is None:
@@ -267,30 +480,57 @@ def _collections(dataset: Any) -> tuple[str, ...]:
     values = [raw] if isinstance(raw, (str, bytes)) else list(np.asarray(raw).reshape(-1))
     names: list[str] = []
     for value in values:
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-        names.extend(part.strip() for part in text.split(",") if part.strip())
+        names.extend(part.strip() for part in _text(value).split(",") if part.strip())
     return tuple(names)
 
 
 class Trial:
-    """A trial directory, listed from file names alone."""
+    """A trial directory, listed from file names alone.
+
+    Every entry named like a step file counts, whatever it is: a broken
+    symbolic link (data never fetched) or a directory is reported when its
+    step is analysed, never skipped in silence.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise TrialError(self.path, "no such trial directory")
-        if not self.path.is_dir():
-            raise TrialError(self.path, "is a file; a trial is a directory of step files")
+        self._check_root()
         try:
             with os.scandir(self.path) as entries:
-                names = [Path(entry.path) for entry in entries if entry.is_file()]
+                names = [Path(entry.path) for entry in entries]
         except PermissionError as error:
-            raise TrialError(self.path, "permission denied while listing the directory") from error
+            raise TrialError(
+                self.path, "permission denied while listing the directory; give this user read and execute "
+                "permission on it"
+            ) from error
+        except OSError as error:
+            raise TrialError(self.path, f"cannot be listed ({error.strerror or error}); check the path") from error
         files = sorted(f for f in map(fmt.parse_step_file_name, names) if f is not None)
         self._check_duplicates(files)
         self.files: tuple[fmt.StepFile, ...] = tuple(files)
         if not self.files:
-            raise TrialError(self.path, self._no_step_files_hint())
+            raise TrialError(self.path, self._no_step_files_hint(names))
+
+    def _check_root(self) -> None:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError as error:
+            if self.path.is_symlink():
+                raise TrialError(
+                    self.path, f"is a broken symbolic link (to {os.readlink(self.path)}); point it at the trial "
+                    "directory"
+                ) from error
+            raise TrialError(self.path, "no such trial directory; check the path") from error
+        except PermissionError as error:
+            raise TrialError(
+                self.path, "permission denied; give this user permission to enter the trial directory"
+            ) from error
+        except OSError as error:
+            raise TrialError(self.path, f"cannot be listed ({error.strerror or error}); check the path") from error
+        if not stat.S_ISDIR(info.st_mode):
+            raise TrialError(
+                self.path, "is a file; a trial is a directory of step files: pass the directory that holds it"
+            )
 
     @staticmethod
     def _check_duplicates(files: Sequence[fmt.StepFile]) -> None:
@@ -300,12 +540,14 @@ class Trial:
             if key in seen:
                 raise StepFileError(
                     f.path,
-                    f"duplicates {seen[key].path.name} (step {f.step}, mode {f.mode}, worker {f.worker}); keep one",
+                    f"duplicates {seen[key].path.name} (step {f.step}, mode {f.mode}, worker {f.worker}); "
+                    "keep one and move the other out of the trial",
                 )
             seen[key] = f
 
-    def _no_step_files_hint(self) -> str:
+    def _no_step_files_hint(self, names: Sequence[Path]) -> str:
         example = fmt.step_file_name(0)
+        hints = []
         inner = []
         try:
             for child in sorted(self.path.iterdir())[:200]:
@@ -315,8 +557,15 @@ class Trial:
                     inner.append(child.name)
         except OSError:
             pass
-        hint = f"; trials found inside: {', '.join(inner[:5])}" if inner else ""
-        return f"holds no step files (named like {example}){hint}"
+        if inner:
+            hints.append(f"trials found inside: {', '.join(inner[:5])}")
+        others = sorted(p.name for p in names if p.suffix == ".h5" and not p.name.startswith("."))
+        if others:
+            hints.append(f"{len(others)} .h5 files named otherwise ({', '.join(others[:3])})")
+        if any(p.name.startswith(".") and p.name.endswith(".tmp") for p in names):
+            hints.append("only temporary files of a writer that has not finished or crashed")
+        shown = "".join(f"; {hint}" for hint in hints)
+        return f"holds no step files (named like {example}){shown}; point poorinit at the directory the writer wrote"
 
     @property
     def modes(self) -> tuple[str, ...]:

@@ -76,7 +76,7 @@ class TrialWriter:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, mode: str = "train", worker: int = 0, fsync: bool = False
+        self, path: str | os.PathLike[str], *, mode: str = "train", worker: int = 0, fsync: bool = True
     ) -> None:
         fmt.step_file_name(0, mode, worker)  # validates mode and worker
         self.path = Path(path)
@@ -121,8 +121,12 @@ class TrialWriter:
         for name, (value, collections) in (tensors or {}).items():
             entries[name] = (_as_float_array(name, value, scalar=False), list(collections))
 
-        for name in entries:
+        for name, (_, collections) in entries.items():
             _validate_name(name)
+            for collection in collections:
+                # Stored comma-separated in one string: a comma would split it.
+                if not collection.strip() or "," in collection:
+                    raise ValueError(f"invalid collection {collection!r} of tensor {name!r}: use a name without commas")
 
         final = self.path / fmt.step_file_name(step, mode, worker)
         # Hidden and unlike a step file name, so readers never list it; unique

@@ -46,7 +46,7 @@ BATCH = 32
 POOR = ("zeros", "const", "tiny", "large", "he-x3")
 HEALTHY = {"relu": ("he", "orthogonal"), "tanh": ("xavier", "orthogonal")}
 BORDERLINE = {"relu": ("default", "xavier"), "tanh": ("default",)}
-SHORT = {"activation_variance": "act", "gradient_spread": "grad", "loss_decrease": "loss"}
+SHORT = {"activation_variance": "act", "gradient_spread": "grad", "loss_decrease": "loss", "saturation": "sat"}
 
 
 def initialise(model: nn.Module, strategy: str, activation: str) -> None:
@@ -99,12 +99,16 @@ def mlp(activation: str) -> nn.Module:
 
 def cnn(activation: str) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), activation_module(activation),
-        nn.Conv2d(8, 16, 3, padding=1), activation_module(activation),
+        nn.Conv2d(1, 8, 3, padding=1),
+        activation_module(activation),
+        nn.Conv2d(8, 16, 3, padding=1),
+        activation_module(activation),
         nn.MaxPool2d(2),
-        nn.Conv2d(16, 16, 3, padding=1), activation_module(activation),
+        nn.Conv2d(16, 16, 3, padding=1),
+        activation_module(activation),
         nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, CLASSES),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, CLASSES),
     )
 
 
@@ -180,8 +184,11 @@ def train(run: Run, directory: Path, train_steps: int, params: dict[str, str]) -
     model = build(run.activation)
     initialise(model, run.init, run.activation)
     rate = LEARNING_RATES[run.optimiser]
-    optimiser = (torch.optim.SGD(model.parameters(), lr=rate, momentum=0.9) if run.optimiser == "sgd"
-                 else torch.optim.Adam(model.parameters(), lr=rate))
+    optimiser = (
+        torch.optim.SGD(model.parameters(), lr=rate, momentum=0.9)
+        if run.optimiser == "sgd"
+        else torch.optim.Adam(model.parameters(), lr=rate)
+    )
     loss_fn = nn.CrossEntropyLoss()
     trial = directory / f"{run.architecture}-{run.activation}-{run.optimiser}-{run.init}-{run.seed}"
     losses = []
@@ -211,7 +218,9 @@ def criteria_counts(outcomes: Sequence[Outcome]) -> str:
 def median_figure(outcomes: Sequence[Outcome], check: str) -> str:
     """The median over seeds of one criterion's figure, "n/a" where it did not apply."""
     figures = sorted(
-        c.figure for o in outcomes for c in o.verdict.criteria
+        c.figure
+        for o in outcomes
+        for c in o.verdict.criteria
         if c.check == check and c.status is not poorinit.Status.NOT_APPLICABLE and c.figure is not None
     )
     return f"{figures[len(figures) // 2]:.3g}" if figures else "n/a"
@@ -224,16 +233,18 @@ def table(outcomes: Sequence[Outcome]) -> list[str]:
         groups.setdefault((r.architecture, r.activation, r.optimiser, r.init, r.label), []).append(outcome)
     lines = [
         "| arch | act | optimiser | init | label | runs | fired | criteria fired "
-        "| act ratio | grad spread | loss change | loss steps 0-9 | loss at end |",
-        "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| act ratio | grad spread | loss change | saturated share | loss steps 0-9 | loss at end |",
+        "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key, group in groups.items():
         fired = sum(o.verdict.fired for o in group)
         early = mean([o.early_loss for o in group])
         late = mean([o.late_loss for o in group])
         figures = " | ".join(median_figure(group, check) for check in SHORT)
-        lines.append(f"| {' | '.join(key)} | {len(group)} | {fired} | {criteria_counts(group)} | {figures} "
-                     f"| {early:.3g} | {late:.3g} |")
+        lines.append(
+            f"| {' | '.join(key)} | {len(group)} | {fired} | {criteria_counts(group)} | {figures} "
+            f"| {early:.3g} | {late:.3g} |"
+        )
     return lines
 
 
@@ -249,8 +260,10 @@ def totals(outcomes: Sequence[Outcome]) -> list[str]:
 def details(outcome: Outcome) -> list[str]:
     """Every criterion's figures, for a poor start missed or a healthy one flagged."""
     r = outcome.run
-    lines = [f"{r.architecture} {r.activation} {r.optimiser} {r.init} seed {r.seed} ({r.label}): "
-             f"{'fired' if outcome.verdict.fired else 'passed'}"]
+    lines = [
+        f"{r.architecture} {r.activation} {r.optimiser} {r.init} seed {r.seed} ({r.label}): "
+        f"{'fired' if outcome.verdict.fired else 'passed'}"
+    ]
     for c in outcome.verdict.criteria:
         steps = " ".join(f"{value:.3g}" for _, value in c.per_step)
         lines.append(f"    {c.check}: {c.status.value}: {c.reason}")
@@ -280,9 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for outcome in wrong:
             print("\n".join(details(outcome)))
     rule = ", ".join(f"{k}={v}" for k, v in params.items()) or "default rule parameters"
-    print(f"\n{len(outcomes)} runs, {rule}, in {time.monotonic() - started:.0f} s on {platform.machine()}, "
-          f"{os.cpu_count()} CPU cores, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(
+        f"\n{len(outcomes)} runs, {rule}, in {time.monotonic() - started:.0f} s on {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
     return 0
 
 

@@ -127,8 +127,9 @@ def moon_run(strategy: Strategy, out: Path) -> Summary:
     loss_fn = nn.CrossEntropyLoss()
     trial = f"moon-{strategy}"
     losses = []
-    with Recorder(model, out / trial, steps=RECORDED_STEPS, activation_rows=MOON_ROWS,
-                  parameter_stride=MOON_STRIDE) as rec:
+    with Recorder(
+        model, out / trial, steps=RECORDED_STEPS, activation_rows=MOON_ROWS, parameter_stride=MOON_STRIDE
+    ) as rec:
         for _ in range(120):
             with rec.step():
                 loss = loss_fn(model(x_train), y_train)
@@ -180,8 +181,9 @@ def probe_run(strategy: Strategy, activation: Callable[[], nn.Module], out: Path
     trial = f"probe-{strategy}-{kind}"
     losses = []
     order = torch.randperm(len(inputs), generator=data)
-    with Recorder(model, out / trial, steps=RECORDED_STEPS, activation_rows=PROBE_ROWS,
-                  parameter_stride=PROBE_STRIDE) as rec:
+    with Recorder(
+        model, out / trial, steps=RECORDED_STEPS, activation_rows=PROBE_ROWS, parameter_stride=PROBE_STRIDE
+    ) as rec:
         for start in range(0, 200 * batch, batch):
             index = order[start % len(order) : start % len(order) + batch]
             with rec.step():
@@ -195,8 +197,7 @@ def probe_run(strategy: Strategy, activation: Callable[[], nn.Module], out: Path
 
 
 RUNS: dict[str, Callable[[Path], Summary]] = {
-    **{f"moon-{s}": (lambda out, s=s: moon_run(s, out))
-       for s in ("default", "zeros", "tiny", "large", "xavier", "he")},
+    **{f"moon-{s}": (lambda out, s=s: moon_run(s, out)) for s in ("default", "zeros", "tiny", "large", "xavier", "he")},
     "probe-tiny-relu": lambda out: probe_run("tiny", nn.ReLU, out),
     "probe-large-tanh": lambda out: probe_run("large", nn.Tanh, out),
     "probe-xavier-tanh": lambda out: probe_run("xavier", nn.Tanh, out),
@@ -211,8 +212,7 @@ def size_of(path: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "sample_trials")
-    parser.add_argument("trials", nargs="*", metavar="TRIAL",
-                        help=f"which to make (default: all of {', '.join(RUNS)})")
+    parser.add_argument("trials", nargs="*", metavar="TRIAL", help=f"which to make (default: all of {', '.join(RUNS)})")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.trials) - set(RUNS))
     if unknown:
@@ -226,8 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(args.out / name, ignore_errors=True)
         summary = RUNS[name](args.out)
         size = size_of(args.out / name)
-        print(f"{summary.trial:18s} {summary.start_loss:10.3f} {summary.end_loss:9.3f} "
-              f"{summary.accuracy:7.3f} {size / 1e6:6.2f}MB")
+        print(
+            f"{summary.trial:18s} {summary.start_loss:10.3f} {summary.end_loss:9.3f} "
+            f"{summary.accuracy:7.3f} {size / 1e6:6.2f}MB"
+        )
     total = size_of(args.out)
     print(f"total {total / 1e6:.2f} MB in {args.out}")
     return 0

@@ -18,14 +18,24 @@ def statuses(verdict):
 def test_healthy_trial_passes(healthy_trial):
     verdict = analyze(healthy_trial)
     assert not verdict.fired and verdict.exit_code == 0
-    assert set(statuses(verdict).values()) == {Status.PASSED}
+    assert statuses(verdict) == {
+        "activation_variance": Status.PASSED,
+        "gradient_spread": Status.PASSED,
+        "loss_decrease": Status.PASSED,
+        "saturation": Status.NOT_APPLICABLE,  # ReLU only: nothing bounded to saturate
+    }
     assert verdict.steps == tuple(range(10))
 
 
-def test_vanishing_trial_fires_on_every_criterion(vanishing_trial):
+def test_vanishing_trial_fires_on_every_criterion_of_sagemakers_rule(vanishing_trial):
     verdict = analyze(vanishing_trial)
     assert verdict.fired and verdict.exit_code == 1
-    assert set(statuses(verdict).values()) == {Status.FIRED}
+    assert statuses(verdict) == {
+        "activation_variance": Status.FIRED,
+        "gradient_spread": Status.FIRED,
+        "loss_decrease": Status.FIRED,
+        "saturation": Status.NOT_APPLICABLE,
+    }
 
 
 def test_only_the_first_steps_are_read(tmp_path):

@@ -65,7 +65,7 @@ def test_json_is_the_only_thing_on_stdout(vanishing_trial):
     document = json.loads(result.stdout)
     assert result.returncode == 1 == document["exit_code"]
     assert document["schema"] == "poorinit.verdict" and document["schema_version"] == 1
-    assert [c["status"] for c in document["criteria"]] == ["fired"] * 3
+    assert [c["status"] for c in document["criteria"]] == ["fired"] * 3 + ["not_applicable"]
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -92,9 +92,9 @@ def test_inspect_lists_steps_workers_and_tensors(healthy_trial):
     assert "net.0.relu_input" in run("inspect", healthy_trial).stdout
 
 
-def test_checks_lists_the_three_criteria():
+def test_checks_lists_the_four_criteria():
     names = [line.split("\t")[0] for line in run("checks").stdout.splitlines()]
-    assert names[:3] == ["activation_variance", "gradient_spread", "loss_decrease"]
+    assert names[:4] == ["activation_variance", "gradient_spread", "loss_decrease", "saturation"]
 
 
 def test_in_process_runner_agrees(vanishing_trial):

@@ -79,7 +79,7 @@ def test_a_healthy_training_passes_once_every_step_is_in(tmp_path):
         finish(writer)
     assert result.returncode == 0, result.stderr
     verdict = json.loads(result.stdout)
-    assert verdict["steps"] == list(range(10)) and {c["status"] for c in verdict["criteria"]} == {"passed"}
+    assert verdict["steps"] == list(range(10)) and {c["status"] for c in verdict["criteria"]} == {"passed", "not_applicable"}
 
 
 def test_a_poor_start_fires_at_once_while_training_goes_on(tmp_path):
@@ -93,7 +93,8 @@ def test_a_poor_start_fires_at_once_while_training_goes_on(tmp_path):
     verdict = json.loads(result.stdout)
     assert still_training and len(verdict["steps"]) < 10
     statuses = {c["check"]: c["status"] for c in verdict["criteria"]}
-    assert statuses == {"activation_variance": "fired", "gradient_spread": "fired", "loss_decrease": "not_applicable"}
+    assert statuses == {"activation_variance": "fired", "gradient_spread": "fired", "loss_decrease": "not_applicable",
+                        "saturation": "not_applicable"}
     assert any("followed live" in w for w in verdict["warnings"])
 
 

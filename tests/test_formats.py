@@ -38,12 +38,13 @@ def test_junit_analyze_has_a_case_per_criterion_and_failures_carry_figure_and_li
     result = run("analyze", runs / "vanishing", "--format", "junit")
     assert result.returncode == 1
     root = ET.fromstring(result.stdout)
-    assert root.tag == "testsuites" and root.get("tests") == "3" and root.get("failures") == "3"
+    assert root.tag == "testsuites" and root.get("tests") == "4" and root.get("failures") == "3"
     (suite,) = root.findall("testsuite")
     cases = {case.get("name"): case for case in suite.findall("testcase")}
-    assert set(cases) == {"activation variance", "gradient spread", "loss decrease"}
+    assert set(cases) == {"activation variance", "gradient spread", "loss decrease", "activation saturation"}
     document = json.loads(run("analyze", runs / "vanishing", "--format", "json").stdout)
-    for criterion in document["criteria"]:
+    assert cases["activation saturation"].find("skipped") is not None  # not applicable: nothing to saturate
+    for criterion in document["criteria"][:3]:
         case = cases[criterion["title"]]
         failure = case.find("failure")
         properties = {p.get("name"): p.get("value") for p in case.find("properties")}
@@ -59,7 +60,7 @@ def test_junit_scan_has_a_suite_per_trial_and_an_error_for_the_unreadable_one(ru
     assert set(suites) == {str(runs / n) for n in ("healthy", "vanishing", "broken")}
     (error,) = suites[str(runs / "broken")].iter("error")
     assert "not a readable HDF5 file" in error.get("message")
-    assert root.get("errors") == "1" and root.get("failures") == "3" and root.get("tests") == "7"
+    assert root.get("errors") == "1" and root.get("failures") == "3" and root.get("tests") == "9"
     assert not list(suites[str(runs / "healthy")].iter("failure"))
 
 
@@ -81,8 +82,8 @@ def test_github_annotations_follow_the_workflow_command_grammar(runs):
     assert kinds[-1] == ("notice", "poorinit scan")
     analyze = run("analyze", runs / "healthy", "--format", "github")
     commands = [GITHUB_COMMAND.match(line) for line in analyze.stdout.splitlines()]
-    assert analyze.returncode == 0 and [m[1] for m in commands] == ["warning", "notice"]
-    assert "analysed 6 of steps=10 steps" in unescape(commands[0][3])
+    assert analyze.returncode == 0 and [m[1] for m in commands] == ["notice", "warning", "notice"]
+    assert "no tensor matched" in unescape(commands[0][3]) and "analysed 6 of steps=10 steps" in unescape(commands[1][3])
 
 
 def markdown_table(text):
@@ -94,7 +95,7 @@ def markdown_table(text):
 
 def test_markdown_tables_for_analyze_and_scan(runs):
     analysed = markdown_table(run("analyze", runs / "vanishing", "--format", "markdown").stdout)
-    assert [row["status"] for row in analysed] == ["**FIRED**"] * 3
+    assert [row["status"] for row in analysed] == ["**FIRED**"] * 3 + ["n/a"]
     assert analysed[0]["criterion"] == "activation variance" and analysed[0]["limit"] == "> 10"
     scanned = markdown_table(run("scan", runs, "--format", "markdown").stdout)
     assert [row["status"] for row in scanned] == ["**FIRED**", "error", "passed"]  # worst first

@@ -20,8 +20,7 @@ from poorinit.trial import Trial  # noqa: E402
 class Net(nn.Module):
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=inplace), nn.Linear(8, 8), nn.Tanh(),
-                                 nn.Linear(8, 2))
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=inplace), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -173,12 +172,18 @@ def test_an_exception_leaves_the_trial_unfinished_and_the_step_unwritten(tmp_pat
 
 def test_a_recorded_step_needs_a_loss_and_gradients(tmp_path):
     model = Net()
-    with pytest.raises(RecordingError, match=r"step 0: no loss was recorded; call rec.loss"), \
-            Recorder(model, tmp_path / "noloss") as rec, rec.step():
+    with (
+        pytest.raises(RecordingError, match=r"step 0: no loss was recorded; call rec.loss"),
+        Recorder(model, tmp_path / "noloss") as rec,
+        rec.step(),
+    ):
         model(torch.randn(2, 4)).sum().backward()
     assert not (tmp_path / "noloss" / fmt.FINISHED_MARKER).exists()
-    with pytest.raises(RecordingError, match=r"no parameter has a gradient; call loss.backward"), \
-            Recorder(Net(), tmp_path / "nograd") as rec, rec.step():
+    with (
+        pytest.raises(RecordingError, match=r"no parameter has a gradient; call loss.backward"),
+        Recorder(Net(), tmp_path / "nograd") as rec,
+        rec.step(),
+    ):
         rec.loss(1.0)
 
 

@@ -9,6 +9,7 @@ installed.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from importlib.metadata import entry_points
 
@@ -16,17 +17,23 @@ from .activations import ActivationVarianceCheck
 from .base import Check
 from .gradients import GradientSpreadCheck
 from .loss import LossDecreaseCheck
+from .saturation import SaturationCheck
 
 GROUP = "poorinit.checks"
-BUILTIN: tuple[type[Check], ...] = (ActivationVarianceCheck, GradientSpreadCheck, LossDecreaseCheck)
+BUILTIN: tuple[type[Check], ...] = (ActivationVarianceCheck, GradientSpreadCheck, LossDecreaseCheck, SaturationCheck)
 
 
 class PluginWarning(UserWarning):
     """A third-party check could not be loaded and was skipped."""
 
 
-def load_checks() -> list[type[Check]]:
-    """Built-ins first, in the rule's order, then plugins by name."""
+@functools.lru_cache(maxsize=1)
+def load_checks() -> tuple[type[Check], ...]:
+    """Built-ins first, in the rule's order, then plugins by name.
+
+    Cached: reading every installed distribution's entry points costs several
+    milliseconds, and a scan analyses thousands of trials in one process.
+    """
     found: dict[str, type[Check]] = {check.name: check for check in BUILTIN}
     plugins: dict[str, type[Check]] = {}
     for entry in entry_points(group=GROUP):
@@ -42,4 +49,4 @@ def load_checks() -> list[type[Check]]:
             continue
         if loaded.name not in found:
             plugins[loaded.name] = loaded
-    return [*found.values(), *(plugins[name] for name in sorted(plugins))]
+    return (*found.values(), *(plugins[name] for name in sorted(plugins)))

@@ -1,0 +1,26 @@
+"""The benchmark still runs: `python bench/run.py --smoke`, tiny inputs, one run each.
+
+No timing is asserted (speed is measured in benchmarks, not tests); what is
+checked is that every case completes, prints its row, and that poorinit's
+figures equal the plain h5py + numpy floor's (the script exits 1 otherwise).
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ("analyse vs floor", "trial length", "start-up", "big tensor: memory", "big tensor: time", "scan")
+
+
+def test_smoke_benchmark_prints_the_table(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--tmp", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| figure | what is compared | measured | target | met |" in result.stdout
+    rows = {line.split("|")[1].strip() for line in result.stdout.splitlines() if line.startswith("| ")}
+    assert set(FIGURES) <= rows, result.stdout
+    assert "MISMATCH" not in result.stdout
+    assert list(tmp_path.iterdir()) == []  # the trials were removed
