@@ -117,10 +117,14 @@ class Follower:
         """
         # The marker is read before the listing: a trial seen finished here has
         # all its step files in the listing that follows.
-        finished = (self.path / fmt.FINISHED_MARKER).exists()
-        trial = self._listing(finished)
+        try:
+            markers = [n for n in os.listdir(self.path) if n.startswith(fmt.FINISHED_MARKER)]
+        except OSError:
+            markers = []
+        trial = self._listing(bool(markers))
         if trial is None:
             return None
+        finished = fmt.is_finished(markers, trial.workers)
         if self.analysis is None:
             self.analysis = Analysis(trial, self.params, self._checks)
         self.analysis.trial = trial

@@ -6,6 +6,7 @@ Kept free of h5py so that listing a trial (names only) costs no import.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,10 @@ FORMAT_VERSION = 1
 FORMAT_ATTR = "poorinit_format"
 TENSOR_GROUP = "tensors"
 COLLECTIONS_ATTR = "collections"
+# A writer that closes cleanly leaves FINISHED_<worker>; a plain FINISHED marks
+# the whole trial (written by hand, or by a launcher that knows every worker).
 FINISHED_MARKER = "FINISHED"
+WORKER_FINISHED_RE = re.compile(r"^FINISHED_(?P<worker>\d{1,9})$")
 # The per-file attributes every step file carries; the reader checks that the
 # last three agree with the file name.
 REQUIRED_ATTRS = (FORMAT_ATTR, "step", "mode", "worker")
@@ -70,3 +74,23 @@ def parse_step_file_name(path: Path) -> StepFile | None:
     if match is None:
         return None
     return StepFile(int(match["step"]), match["mode"], int(match["worker"]), path)
+
+
+def worker_finished_marker(worker: int) -> str:
+    """The file a worker's writer leaves when it closes cleanly."""
+    return f"{FINISHED_MARKER}_{worker}"
+
+
+def is_finished(names: Iterable[str], workers: Iterable[int]) -> bool:
+    """Whether a directory holding ``names`` marks ``workers`` (all of a trial's) finished.
+
+    Data-parallel workers close at different times: the trial is finished when
+    every worker that wrote a step file has left its marker, not when the first
+    one has.
+    """
+    names = set(names)
+    if FINISHED_MARKER in names:
+        return True
+    done = {int(m["worker"]) for m in map(WORKER_FINISHED_RE.match, names) if m}
+    workers = set(workers)
+    return bool(workers) and workers <= done

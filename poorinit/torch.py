@@ -226,7 +226,7 @@ class Recorder:
             self._add_activation(current, f"{path}.{kind}_input" if path else f"{kind}_input", tensor)
 
     def close(self) -> None:
-        """Mark the trial finished (the ``FINISHED`` file)."""
+        """Mark this worker's part of the trial finished (the ``FINISHED_<worker>`` file)."""
         if self._open:
             raise RecordingError("close() inside a rec.step() block")
         self.writer.close()

@@ -71,7 +71,7 @@ class TrialWriter:
     ...                       gradients={"gradient/fc1.weight": g}, losses={"loss": 0.69})
 
     Leaving the ``with`` block normally marks the trial finished (the
-    ``FINISHED`` file); leaving it by an exception does not, so a reader can
+    ``FINISHED_<worker>`` file); leaving it by an exception does not, so a reader can
     tell a complete trial from a crashed one.
     """
 
@@ -152,8 +152,8 @@ class TrialWriter:
         return final
 
     def close(self) -> None:
-        """Mark the trial finished: no more step files will come."""
-        (self.path / fmt.FINISHED_MARKER).write_text("")
+        """Mark this worker finished: no more step files will come from it."""
+        (self.path / fmt.worker_finished_marker(self.worker)).write_text("")
 
     def __enter__(self) -> TrialWriter:
         return self

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from poorinit import Trial, TrialError
-from poorinit.format import FINISHED_MARKER
+from poorinit.format import worker_finished_marker
 
 STEPS = 1000
 
@@ -72,7 +72,7 @@ def test_a_reader_never_sees_a_torn_step_file(tmp_path):
     try:
         while True:
             assert time.monotonic() < deadline, f"the writer took too long ({len(verified)} steps read)"
-            finished = (path / FINISHED_MARKER).exists()  # before listing: then the listing is complete
+            finished = (path / worker_finished_marker(0)).exists()  # before listing: then the listing is complete
             try:
                 trial = Trial(path)
             except TrialError as error:

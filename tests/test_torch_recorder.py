@@ -178,7 +178,7 @@ def test_a_recorded_step_needs_a_loss_and_gradients(tmp_path):
         rec.step(),
     ):
         model(torch.randn(2, 4)).sum().backward()
-    assert not (tmp_path / "noloss" / fmt.FINISHED_MARKER).exists()
+    assert not (tmp_path / "noloss" / fmt.worker_finished_marker(0)).exists()
     with (
         pytest.raises(RecordingError, match=r"no parameter has a gradient; call loss.backward"),
         Recorder(Net(), tmp_path / "nograd") as rec,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from poorinit import StepFileError, TensorError, Trial, TrialError, TrialWriter
-from poorinit.format import FINISHED_MARKER, step_file_name
+from poorinit.format import FINISHED_MARKER, step_file_name, worker_finished_marker
 from poorinit.writer import chunk_shape
 
 
@@ -55,14 +55,30 @@ def test_leaving_with_an_exception_does_not_mark_finished(tmp_path):
     with pytest.raises(RuntimeError), TrialWriter(tmp_path) as w:
         w.write_step(0, losses={"loss": 1.0})
         raise RuntimeError("training crashed")
-    assert not (tmp_path / FINISHED_MARKER).exists()
+    assert not (tmp_path / worker_finished_marker(0)).exists()
     assert not Trial(tmp_path).finished
+
+
+def test_a_trial_is_finished_when_every_worker_has_closed(tmp_path):
+    first, second = TrialWriter(tmp_path, worker=0), TrialWriter(tmp_path, worker=1)
+    first.write_step(0, losses={"loss": 1.0})
+    second.write_step(0, losses={"loss": 1.0})
+    first.close()
+    assert not Trial(tmp_path).finished  # worker 1 may still be writing
+    second.close()
+    assert Trial(tmp_path).finished
+
+
+def test_a_plain_finished_file_marks_the_whole_trial(tmp_path):
+    TrialWriter(tmp_path, worker=3).write_step(0, losses={"loss": 1.0})
+    (tmp_path / FINISHED_MARKER).write_text("")
+    assert Trial(tmp_path).finished
 
 
 def test_writer_leaves_no_temporary_files(tmp_path):
     with TrialWriter(tmp_path) as w:
         w.write_step(0, gradients={"g": np.zeros((300, 300))})
-    assert sorted(os.listdir(tmp_path)) == [step_file_name(0), FINISHED_MARKER]
+    assert sorted(os.listdir(tmp_path)) == [step_file_name(0), worker_finished_marker(0)]
 
 
 def test_writer_refuses_integer_tensors_but_accepts_an_integer_loss(tmp_path):
