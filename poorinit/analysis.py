@@ -27,7 +27,8 @@ def _span(steps: Sequence[int]) -> str:
 
 
 def _gaps(steps: Sequence[int]) -> list[str]:
-    return [f"{a + 1}-{b - 1}" if b - a > 2 else str(a + 1) for a, b in zip(steps, steps[1:]) if b - a > 1]
+    pairs = zip(steps, steps[1:], strict=False)
+    return [f"{a + 1}-{b - 1}" if b - a > 2 else str(a + 1) for a, b in pairs if b - a > 1]
 
 
 class Analysis:
@@ -50,7 +51,7 @@ class Analysis:
             for step_file in self.trial.step_files(step, self.params.mode):
                 readers.append(self.trial.open(step_file))
             listings = [(reader, reader.tensor_names()) for reader in readers]
-            for index, (check, selector) in enumerate(zip(self.checks, self._selectors)):
+            for index, (check, selector) in enumerate(zip(self.checks, self._selectors, strict=True)):
                 chosen: dict[str, list[Tensor]] = {}
                 for reader, names in listings:
                     for name, collections in names:
@@ -69,7 +70,7 @@ class Analysis:
     def results(self) -> list[CriterionResult]:
         results = []
         for check, selector, measures, wrong in zip(
-            self.checks, self._selectors, self._measures, self._wrong_collection
+            self.checks, self._selectors, self._measures, self._wrong_collection, strict=True
         ):
             if measures:
                 results.append(check.judge(measures))
@@ -93,6 +94,11 @@ class Analysis:
         gaps = _gaps(self.steps)
         if gaps:
             warnings.append(f"steps missing from the trial: {', '.join(gaps)}")
+        for check, selector, measures in zip(self.checks, self._selectors, self._measures, strict=True):
+            missing = [str(step) for step in self.steps if step not in measures]
+            if measures and missing:
+                shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+                warnings.append(f"{check.title}: no tensor matched {selector.describe()} at steps {shown}")
         return conclude(
             str(self.trial.path), self.params, self.steps, self.results(), warnings, self.holds()
         )

@@ -158,7 +158,7 @@ def _stderr_console() -> Any:
 
 
 @cli.command()
-@click.argument("trial", type=click.Path(path_type=str))
+@click.argument("trial", type=click.Path(path_type=str, readable=False))
 @rule_options
 @setting_options("format")
 @output_option
@@ -208,7 +208,7 @@ def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float
 
 
 @cli.command()
-@click.argument("roots", nargs=-1, required=True, type=click.Path(path_type=str), metavar="ROOT...")
+@click.argument("roots", nargs=-1, required=True, type=click.Path(path_type=str, readable=False), metavar="ROOT...")
 @rule_options
 @setting_options("format")
 @output_option
@@ -266,8 +266,8 @@ def scan(roots: tuple[str, ...], fmt: str | None, output: str | None, quiet: boo
         if output is not None:
             _terminal(quiet, lambda: _table().scan_renderable(results), lambda: _table().scan_line(results))
     else:
-        _deliver(chosen, output, quiet, lambda: scan_formatter(chosen)(results), lambda: _table().scan_renderable(results),
-                 lambda: _table().scan_line(results))
+        _deliver(chosen, output, quiet, lambda: scan_formatter(chosen)(results),
+                 lambda: _table().scan_renderable(results), lambda: _table().scan_line(results))
     return scan_exit_code(results)
 
 
@@ -315,7 +315,7 @@ def config_command(config_file: str | None, as_json: bool, fmt: str | None, **va
 
 
 @cli.command()
-@click.argument("trial", type=click.Path(path_type=str))
+@click.argument("trial", type=click.Path(path_type=str, readable=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 def inspect(trial: str, fmt: str, debug: bool) -> int:

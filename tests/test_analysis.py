@@ -100,3 +100,11 @@ def test_several_workers_are_pooled(tmp_path):
 def test_public_api_is_listed():
     for name in poorinit.__all__:
         assert getattr(poorinit, name) is not None
+
+
+def test_a_criterion_missing_data_at_some_steps_is_warned(tmp_path):
+    trial = write_synthetic_trial(tmp_path / "t")
+    with h5py.File(trial / step_file_name(4), "a") as f:
+        del f["tensors/loss"]
+    verdict = analyze(trial)
+    assert "loss decrease: no tensor matched collection 'losses' at steps 4" in verdict.warnings

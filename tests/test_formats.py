@@ -83,7 +83,8 @@ def test_github_annotations_follow_the_workflow_command_grammar(runs):
     analyze = run("analyze", runs / "healthy", "--format", "github")
     commands = [GITHUB_COMMAND.match(line) for line in analyze.stdout.splitlines()]
     assert analyze.returncode == 0 and [m[1] for m in commands] == ["notice", "warning", "notice"]
-    assert "no tensor matched" in unescape(commands[0][3]) and "analysed 6 of steps=10 steps" in unescape(commands[1][3])
+    assert "no tensor matched" in unescape(commands[0][3])
+    assert "analysed 6 of steps=10 steps" in unescape(commands[1][3])
 
 
 def markdown_table(text):

@@ -87,7 +87,8 @@ class ActivationVarianceCheck(Check):
                 per_step=tuple(per_step),
             )
         if vmax == 0:
-            reason, culprit = f"every activation input is constant at step {step}: no signal flows (all-zero weights?)", smallest
+            culprit = smallest
+            reason = f"every activation input is constant at step {step}: no signal flows (all-zero weights?)"
         elif vmin == 0:
             reason, culprit = f"{smallest} is constant at step {step}: the signal dies there", smallest
         else:

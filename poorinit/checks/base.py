@@ -40,6 +40,7 @@ class Selector:
 
     collection: str
     patterns: tuple[str, ...] = ()
+    label: str = ""  # how reports name the selection, when the regexes say it badly
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_compiled", tuple(re.compile(p) for p in self.patterns))
@@ -61,6 +62,8 @@ class Selector:
         )
 
     def describe(self) -> str:
+        if self.label:
+            return self.label
         if self.patterns:
             return "regex " + ", ".join(repr(p) for p in self.patterns)
         return f"collection {self.collection!r}"

@@ -48,7 +48,7 @@ class SaturationCheck(Check):
     fires_early = True  # the worst step so far can only get worse
 
     def selector(self) -> Selector:
-        return Selector(fmt.ACTIVATION_INPUTS, (PATTERN,))
+        return Selector(fmt.ACTIVATION_INPUTS, (PATTERN,), label="tanh, sigmoid or other bounded activation inputs")
 
     def measure(self, step: int, tensors: Mapping[str, Sequence[Tensor]]) -> dict[str, Share]:
         shares = {}
