@@ -125,8 +125,8 @@ def test_a_directory_that_cannot_be_listed(tmp_path):
     trial = small_trial(tmp_path / "t", steps=1)
     trial.chmod(0o300)
     try:
-        # The CLI's argument check (click) refuses it before poorinit looks.
-        expect_error(run_unprivileged("analyze", trial), "usage", trial, "is not readable")
+        # The CLI leaves the check to poorinit, whose message says what to do.
+        expect_error(run_unprivileged("analyze", trial), "trial-permission", trial, "permission denied while listing")
         # The library names it the same way, for the Python API and scans.
         command = [*unprivileged(), sys.executable, "-c", "import sys, poorinit; poorinit.Trial(sys.argv[1])", trial]
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
