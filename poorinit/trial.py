@@ -56,10 +56,8 @@ def _reading(method: BlockReader) -> BlockReader:
 
     @functools.wraps(method)
     def blocks(self: DatasetTensor) -> Iterator[np.ndarray]:
-        try:
+        with _translated(Path(self.source), self.name):
             yield from method(self)
-        except H5_ERRORS as error:
-            raise self._error(f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
 
     return blocks
 
@@ -139,14 +137,12 @@ class DatasetTensor:
         self.name = name
         self.worker = worker
         self.source = str(source)
-        try:
+        with _translated(source, name):
             shape = dataset.shape
             if shape is None:
                 raise self._error("has no dataspace (an empty HDF5 dataset); store the tensor as an array")
             self.shape: tuple[int, ...] = tuple(int(n) for n in shape)
             self._check_storage()
-        except H5_ERRORS as error:
-            raise self._error(f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
 
     @property
     def size(self) -> int:
@@ -209,22 +205,20 @@ class DatasetTensor:
                 yield self._read((*outer, slice(start, start + step))).reshape(-1)
 
     def _read(self, selection: Any) -> np.ndarray:
+        # Errors are translated by @_reading on blocks(), the only caller.
         ds = self._dataset
-        try:
-            if not isinstance(selection, tuple) or not selection:
-                return np.asarray(ds[selection])
-            # read_direct into an uninitialised native-order array: ds[...]
-            # zero-fills its result before reading, up to a third of the cost.
-            dims = [
-                len(range(*part.indices(extent)))
-                for part, extent in zip(selection, self.shape, strict=False)
-                if isinstance(part, slice)
-            ]
-            out = np.empty((*dims, *self.shape[len(selection):]), dtype=ds.dtype.newbyteorder("="))
-            ds.read_direct(out, selection)
-            return out
-        except (OSError, ValueError, RuntimeError) as error:
-            raise self._error(f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
+        if not isinstance(selection, tuple) or not selection:
+            return np.asarray(ds[selection])
+        # read_direct into an uninitialised native-order array: ds[...]
+        # zero-fills its result before reading, up to a third of the cost.
+        dims = [
+            len(range(*part.indices(extent)))
+            for part, extent in zip(selection, self.shape, strict=False)
+            if isinstance(part, slice)
+        ]
+        out = np.empty((*dims, *self.shape[len(selection):]), dtype=ds.dtype.newbyteorder("="))
+        ds.read_direct(out, selection)
+        return out
 
 
 def _h5_reason(error: BaseException) -> str:
@@ -325,6 +319,7 @@ class StepReader:
         import h5py
 
         self.step_file = step_file
+        self._datasets: dict[str, Any] = {}  # filled by tensor_names()
         path = step_file.path
         _check_step_file(path)
         try:
@@ -439,20 +434,23 @@ class StepReader:
                     stack.append((iter(list(obj)), obj, f"{name}/", (*above, address)))
                 elif isinstance(obj, h5py.Dataset):
                     found.append((name, collections))
+                    self._datasets[name] = obj
         return found
 
     def infos(self) -> list[TensorInfo]:
         infos = []
         for name, collections in self.tensor_names():
             with _translated(self.step_file.path, name):
-                ds = self._file[fmt.TENSOR_GROUP][name]
+                ds = self._datasets[name]
                 shape = () if ds.shape is None else tuple(ds.shape)
                 infos.append(TensorInfo(name, shape, str(ds.dtype), collections))
         return infos
 
     def tensor(self, name: str) -> DatasetTensor:
-        with _translated(self.step_file.path, name):
-            dataset = self._file[fmt.TENSOR_GROUP][name]
+        dataset = self._datasets.get(name)
+        if dataset is None:  # a name not listed by tensor_names() yet
+            with _translated(self.step_file.path, name):
+                dataset = self._file[fmt.TENSOR_GROUP][name]
         return DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path)
 
     def close(self) -> None:
