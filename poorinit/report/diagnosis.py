@@ -95,8 +95,8 @@ def renderable(diagnosis: Diagnosis) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=heading(diagnosis), title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1),
-                  pad_edge=False)
+    # The heading is a line of its own: a table title would wrap to the table's width.
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     for column in TERMINAL_COLUMNS:
         if column == "layer":
             table.add_column(column, overflow="fold", min_width=20)
@@ -114,7 +114,7 @@ def renderable(diagnosis: Diagnosis) -> Any:
         share = zero if row.dead_share is None else f"{zero}/{_g(100 * row.dead_share)}"
         saturated = "-" if row.saturated_share is None else _g(100 * row.saturated_share)
         table.add_row(layer, c["std"], c["x prev"], share, saturated, c["gradient std"], weight)
-    parts: list[Any] = [table]
+    parts: list[Any] = [Text(heading(diagnosis), style="italic"), table]
     parts += [Text(line, style="bold red" if line.startswith("symmetric") else "") for line in notes(diagnosis)]
     return Group(*parts)
 
