@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import format as fmt
 from .checks.base import Check, CriterionResult, Selector, Status
 from .checks.registry import load_checks
 from .errors import NothingToAnalyseError
@@ -42,6 +43,7 @@ class Analysis:
         self._measures: list[dict[int, Any]] = [{} for _ in self.checks]
         self._wrong_collection: list[set[str]] = [set() for _ in self.checks]
         self._names: set[str] = set()
+        self._collections: set[str] = set()
         self.steps: list[int] = []
 
     def add_step(self, step: int) -> None:
@@ -56,6 +58,7 @@ class Analysis:
                 for reader, names in listings:
                     for name, collections in names:
                         self._names.add(name)
+                        self._collections.update(collections)
                         if selector.matches(name, collections):
                             chosen.setdefault(name, []).append(reader.tensor(name))
                         elif selector.wrong_collection(name, collections):
@@ -78,6 +81,9 @@ class Analysis:
             reason = f"no tensor matched {selector.describe()} in {_span(self.steps)} of mode {self.params.mode}"
             if wrong:
                 reason += f" (matched by name but marked as another collection: {', '.join(sorted(wrong)[:3])})"
+            elif selector.collection == fmt.ACTIVATION_INPUTS and fmt.ACTIVATION_INPUTS not in self._collections:
+                # Say what was missing at the source, not only that a regex found nothing.
+                reason += ": no activation input was recorded (no tensor of collection 'activation_inputs')"
             results.append(check.result(Status.NOT_APPLICABLE, reason))
         return results
 
