@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checks.base import Check, CriterionResult, Selector, Status
 from .checks.registry import load_checks
 from .errors import NothingToAnalyseError
 from .params import RuleParams
 from .rule import Verdict, conclude
-from .trial import Tensor, Trial
+from .trial import Tensor
+
+if TYPE_CHECKING:
+    from .sources import TrialReader
 
 
 def _span(steps: Sequence[int]) -> str:
@@ -34,7 +37,7 @@ def _gaps(steps: Sequence[int]) -> list[str]:
 class Analysis:
     """The rule applied to one trial, step by step."""
 
-    def __init__(self, trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None) -> None:
+    def __init__(self, trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None) -> None:
         self.trial = trial
         self.params = params
         self.checks = [cls(params) for cls in (load_checks() if checks is None else checks)]
@@ -104,7 +107,7 @@ class Analysis:
         )
 
 
-def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
+def analysed_steps(trial: TrialReader, params: RuleParams) -> list[int]:
     """The first ``steps`` steps of the mode present in the trial, by step number."""
     steps = trial.steps(params.mode)
     if not steps:
@@ -113,7 +116,7 @@ def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
     return steps[: params.steps]
 
 
-def evaluate(trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None) -> Verdict:
+def evaluate(trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None) -> Verdict:
     analysis = Analysis(trial, params, checks)
     for step in analysed_steps(trial, params):
         analysis.add_step(step)
@@ -129,4 +132,6 @@ def analyze(
     strings accepted as on the command line. Raises a
     :class:`~poorinit.errors.PoorinitError` when the trial cannot be analysed.
     """
-    return evaluate(Trial(path), RuleParams.from_values(**params), checks)
+    from .sources import open_trial
+
+    return evaluate(open_trial(path), RuleParams.from_values(**params), checks)
