@@ -47,6 +47,7 @@ NOT_TRIGGERED = {
     "follow-finished-early": "tests/test_follow.py",
     "follow-timeout-first": "tests/test_follow.py",
     "follow-timeout": "tests/test_follow.py",
+    "recording-no-torch": "an ImportError in a training script: tests/test_torch_package.py",
     "recording-dtype": "raised in a training script: tests/test_torch_recorder.py",
     "recording-nested": "raised in a training script",
     "recording-repeated-step": "raised in a training script",
