@@ -135,9 +135,9 @@ def _deliver(fmt: Any, output: str | None, quiet: bool, text: Callable[[], str],
 
 def _terminal(quiet: bool, table: Callable[[], Any], line: Callable[[], Any]) -> None:
     """The table on stdout, or with --quiet only the verdict line, unwrapped (one line for grep)."""
-    from rich.console import Console
+    from .report.console import make_console
 
-    console = Console(highlight=False)
+    console = make_console()
     if quiet:
         console.print(line(), soft_wrap=True)
     else:
@@ -152,9 +152,9 @@ def _table() -> Any:
 
 
 def _stderr_console() -> Any:
-    from rich.console import Console
+    from .report.console import make_console
 
-    return Console(stderr=True, highlight=False)
+    return make_console(stderr=True)
 
 
 @cli.command()

@@ -60,23 +60,25 @@ def render_json(description: Description) -> str:
 
 
 def render_table(description: Description) -> None:
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(highlight=False)
+    from .report.console import make_console
+
+    console = make_console()
     state = "finished" if description.finished else "not marked finished"
     workers = ", ".join(
         f"{worker} ({description.worker_names[worker]})" if worker in description.worker_names else str(worker)
         for worker in description.workers
     )
     kind = "" if description.format == "poorinit" else " · SageMaker Debugger trial"
-    console.print(f"[bold]{escape(description.trial)}[/bold]{kind} · {state} · workers {escape(workers)}")
+    console.print(Text.assemble((description.trial, "bold"), f"{kind} · {state} · workers {workers}"))
     if description.collections:
-        console.print(f"collections: {escape(', '.join(description.collections))}")
+        console.print(Text(f"collections: {', '.join(description.collections)}"))
     for summary in description.modes:
-        table = Table(title=f"{summary.mode}: steps {_steps(summary.steps)} · tensors of {summary.first_step_file}",
-                      title_justify="left")
+        console.print(Text(f"{summary.mode}: steps {_steps(summary.steps)} · tensors of {summary.first_step_file}",
+                           style="italic"))
+        table = Table()
         for column in ("tensor", "shape", "dtype", "collections"):
             table.add_column(column, overflow="fold")
         for t in summary.tensors:
