@@ -22,10 +22,11 @@ from .checks.registry import load_checks
 from .errors import NothingToAnalyseError
 from .params import RuleParams
 from .rule import Verdict, conclude
-from .trial import Tensor, Trial
+from .trial import Tensor
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
+    from .sources import TrialReader
 
 
 def _span(steps: Sequence[int]) -> str:
@@ -54,7 +55,7 @@ class Analysis:
     """The rule applied to one trial, step by step."""
 
     def __init__(
-        self, trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
+        self, trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
     ) -> None:
         from .diagnosis import DiagnosisMeasurer
 
@@ -184,7 +185,7 @@ class Analysis:
         )
 
 
-def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
+def analysed_steps(trial: TrialReader, params: RuleParams) -> list[int]:
     """The first ``steps`` steps of the mode present in the trial, by step number."""
     steps = trial.steps(params.mode)
     if not steps:
@@ -194,7 +195,7 @@ def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
 
 
 def evaluate(
-    trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False,
+    trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False,
     threads: int | None = None,
 ) -> Verdict:
     """The verdict on the trial's first steps, measured on ``threads`` threads
@@ -219,7 +220,7 @@ PARALLEL_BYTES = 32 << 20
 MAX_THREADS = 2
 
 
-def analysis_threads(trial: Trial, params: RuleParams, steps: Sequence[int]) -> int:
+def analysis_threads(trial: TrialReader, params: RuleParams, steps: Sequence[int]) -> int:
     """How many threads measure steps: one per core (at most MAX_THREADS) when
     the step files to read are large enough to pay for it.
 
@@ -237,6 +238,8 @@ def analysis_threads(trial: Trial, params: RuleParams, steps: Sequence[int]) -> 
                 total += step_file.path.stat().st_size
             except OSError:
                 continue  # reported when the step is opened
+            except AttributeError:
+                continue  # a URL (poorinit.remote): read in order, one request at a time
             if total >= PARALLEL_BYTES:
                 return workers
     return 1
@@ -271,4 +274,6 @@ def analyze(
     strings accepted as on the command line. Raises a
     :class:`~poorinit.errors.PoorinitError` when the trial cannot be analysed.
     """
-    return evaluate(Trial(path), RuleParams.from_values(**params), checks, explain=explain)
+    from .sources import open_trial
+
+    return evaluate(open_trial(path), RuleParams.from_values(**params), checks, explain=explain)
