@@ -599,7 +599,11 @@ class Trial:
     step is analysed, never skipped in silence.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    format_name = "poorinit"
+
+    def __init__(self, path: str | os.PathLike[str], also_looked_for: Sequence[str] = ()) -> None:
+        # What other trial formats looked for, for the error when there are no step files (poorinit.sources).
+        self._also_looked_for = tuple(also_looked_for)
         self.path = Path(path)
         self._check_root()
         try:
@@ -688,6 +692,7 @@ class Trial:
             hints.append(f"{len(others)} .h5 files named otherwise ({', '.join(others[:3])})")
         if any(p.name.startswith(".") and p.name.endswith(".tmp") for p in names):
             hints.append("only temporary files of a writer that has not finished or crashed")
+        hints.extend(f"nor {looked_for}" for looked_for in self._also_looked_for)
         shown = "".join(f"; {hint}" for hint in hints)
         return f"holds no step files (named like {example}){shown}; point poorinit at the directory the writer wrote"
 
