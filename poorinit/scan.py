@@ -207,18 +207,26 @@ def scan_dask(
         raise PoorinitError(f"cannot reach the Dask scheduler at {address} ({error})") from None
     results = []
     try:
+        # Batches, as scan_local sends them: one task per small trial costs the
+        # scheduler more than the trial costs the worker.
+        workers = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()) or 1
+        size = max(1, min(BATCH_MAX, len(trials) // (workers * 8)))
+        batches = [trials[i : i + size] for i in range(0, len(trials), size)]
         # Absolute paths are made here: a worker's working directory is its own.
         futures = {
-            client.submit(analyse_trial, os.path.abspath(shown), params, shown, pure=False): shown for shown in trials
+            client.submit(analyse_batch, [(os.path.abspath(shown), shown) for shown in batch], params, pure=False):
+            batch for batch in batches
         }
         for future in as_completed(futures, loop=client.loop):
             try:
-                result = future.result()
+                batch_results = future.result()
             except Exception as error:  # the worker died, or could not import poorinit
-                result = TrialResult(futures[future], error=f"the Dask worker failed: {type(error).__name__}: {error}")
-            results.append(result)
-            if on_result:
-                on_result(result)
+                failure = f"the Dask worker failed: {type(error).__name__}: {error}"
+                batch_results = [TrialResult(shown, error=failure) for shown in futures[future]]
+            for result in batch_results:
+                results.append(result)
+                if on_result:
+                    on_result(result)
     finally:
         client.close()
     return results

@@ -273,6 +273,9 @@ class DatasetTensor:
             return
         if not self.size:
             return
+        if self.size <= BLOCK_ELEMENTS:
+            yield self._read_whole()
+            return
         inners = [int(np.prod(shape[axis + 1 :], dtype=np.int64)) for axis in range(len(shape))]
         axis = next(axis for axis, inner in enumerate(inners) if inner <= BLOCK_ELEMENTS)
         extent = shape[axis]
@@ -283,6 +286,15 @@ class DatasetTensor:
         for outer in np.ndindex(*shape[:axis]):
             for start in range(0, extent, step):
                 yield self._read((*outer, slice(start, start + step))).reshape(-1)
+
+    def _read_whole(self) -> np.ndarray:
+        """The whole dataset in one low-level read: h5py's selection machinery
+        costs more than the read itself for the small tensors of most trials."""
+        import h5py
+
+        out = _block_buffer((self.size,), self._dataset.dtype.newbyteorder("="))
+        self._dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        return out
 
     def _read(self, selection: Any) -> np.ndarray:
         # Errors are translated by @_reading on blocks(), the only caller.
