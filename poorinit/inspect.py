@@ -50,13 +50,13 @@ def render_json(description: Description) -> str:
     return json.dumps(asdict(description), indent=2) + "\n"
 
 
-def render_table(description: Description) -> None:
+def render_table(description: Description, color: str = "auto") -> None:
     from rich.table import Table
     from rich.text import Text
 
     from .report.console import make_console
 
-    console = make_console()
+    console = make_console(color=color)
     state = "finished" if description.finished else "not marked finished"
     console.print(Text.assemble((description.trial, "bold"),
                                 f" · {state} · workers {', '.join(map(str, description.workers))}"))
