@@ -338,9 +338,12 @@ def _statistics(results: list[Any], on_stdout: bool, color: str) -> None:
               help="Follow a trial that training is still writing: exit 1 as soon as the rule fires, "
                    "0 once every criterion passed on its steps.")
 @setting_options("timeout", "poll_interval")
+@click.option("--explain", is_flag=True,
+              help="Add the per-layer diagnosis (std, variance ratio, dead and saturated units, weight scale vs "
+                   "He/Glorot) at the first analysed step.")
 @debug_option
 def analyze(trial: str, fmt: tuple[str, ...], outputs: tuple[str, ...], append: bool, quiet: bool, verbose: bool,
-            statistics: bool, color: str, config_file: str | None, follow: bool, debug: bool,
+            statistics: bool, color: str, config_file: str | None, follow: bool, explain: bool, debug: bool,
             **values: Any) -> int:
     """Apply the PoorWeightInitialization rule to TRIAL (a directory of step files)."""
     import time
@@ -358,13 +361,15 @@ def analyze(trial: str, fmt: tuple[str, ...], outputs: tuple[str, ...], append: 
     checks = _checks(settings)
     started, clock = time.time(), time.perf_counter()
     if follow:
+        if explain:
+            raise click.UsageError("--explain does not apply with --follow (run analyze --explain once it ends)")
         verdict = _follow(trial, params, settings.value("timeout"), settings.value("poll_interval"), quiet, checks,
                           color)
     else:
         from .analysis import evaluate
         from .trial import Trial
 
-        verdict = evaluate(Trial(trial), params, checks)
+        verdict = evaluate(Trial(trial), params, checks, explain=explain)
     result = TrialResult(verdict.trial, verdict=verdict, started=started, seconds=time.perf_counter() - clock)
     _verdict_warnings([result])
     _deliver(targets, lambda chosen: _render(chosen, [result], verbose, scan=False),

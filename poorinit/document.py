@@ -52,6 +52,7 @@ def criterion_document(c: CriterionResult) -> dict[str, Any]:
         "tensor": c.tensor,
         "reason": c.reason,
         "per_step": [[step, number(value)] for step, value in c.per_step],
+        "remedy": c.remedy,
     }
 
 
@@ -69,7 +70,14 @@ def document(verdict: Verdict) -> dict[str, Any]:
         "parameters": verdict.params.as_dict(),
         "warnings": list(verdict.warnings),
         "criteria": [criterion_document(c) for c in verdict.criteria],
+        "diagnosis": None if verdict.diagnosis is None else _diagnosis_document(verdict.diagnosis),
     }
+
+
+def _diagnosis_document(diagnosis: Any) -> dict[str, Any]:
+    from .report.diagnosis import document as diagnosis_document
+
+    return diagnosis_document(diagnosis)
 
 
 def error_document(trial: str, error: str) -> dict[str, Any]:

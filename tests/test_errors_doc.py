@@ -246,6 +246,7 @@ def test_the_check_finds_a_message_missing_from_the_doc():
         ("parameter-range", ["--distribution-range", "-1"]),
         ("usage", ["--thresh", "3"]),
         ("usage-follow-only", ["--timeout", "3"]),
+        ("usage-explain-follow", ["--explain", "--follow"]),
     ],
 )
 def test_parameter_and_usage_errors(healthy_trial, error_id, args):

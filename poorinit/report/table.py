@@ -77,7 +77,17 @@ def renderable(verdict: Verdict, show_warnings: bool = True) -> Group:
     parts: list[Table | Text] = [title, table]
     # The reasons are sentences: under the table they read as prose, inside it
     # they would wrap into a narrow column.
-    parts += [Text.assemble((f"{c.title}: ", STYLES[c.status]), c.reason) for c in verdict.criteria]
+    shown: dict[str, str] = {}
+    for c in verdict.criteria:
+        parts.append(Text.assemble((f"{c.title}: ", STYLES[c.status]), c.reason))
+        if c.remedy:
+            # The same remedy for several criteria is spelled out once.
+            same = shown.setdefault(c.remedy, c.title)
+            parts.append(Text.assemble(("  remedy: ", "bold"), c.remedy if same == c.title else f"as for {same}"))
+    if verdict.diagnosis is not None:
+        from .diagnosis import renderable as diagnosis_renderable
+
+        parts.append(diagnosis_renderable(verdict.diagnosis))
     if show_warnings:
         parts += [Text(f"warning: {w}", style="yellow") for w in verdict.warnings]
     parts.append(verdict_line(verdict))
