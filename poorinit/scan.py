@@ -40,9 +40,10 @@ class TrialResult:
     verdict: Verdict | None = None
     error: str | None = None
     # When the analysis started (seconds since the epoch) and how long it took:
-    # JUnit's timestamp and time. None when not measured.
-    started: float | None = None
-    seconds: float | None = None
+    # JUnit's timestamp and time. None when not measured; not part of equality,
+    # so two scans of the same trials compare equal.
+    started: float | None = field(default=None, compare=False)
+    seconds: float | None = field(default=None, compare=False)
 
     @property
     def status(self) -> str:
