@@ -367,9 +367,9 @@ def analyze(trial: str, fmt: tuple[str, ...], outputs: tuple[str, ...], append: 
                           color)
     else:
         from .analysis import evaluate
-        from .trial import Trial
+        from .sources import open_trial
 
-        verdict = evaluate(Trial(trial), params, checks, explain=explain)
+        verdict = evaluate(open_trial(trial), params, checks, explain=explain)
     result = TrialResult(verdict.trial, verdict=verdict, started=started, seconds=time.perf_counter() - clock)
     _verdict_warnings([result])
     _deliver(targets, lambda chosen: _render(chosen, [result], verbose, scan=False),

@@ -127,12 +127,12 @@ def analyse_trial(
     ``path`` in the verdict and in error messages.
     """
     from .analysis import evaluate
-    from .trial import Trial
+    from .sources import open_trial
 
     shown = path if shown is None else shown
     started, clock = time.time(), time.perf_counter()
     try:
-        verdict = evaluate(Trial(path), params, checks)
+        verdict = evaluate(open_trial(path), params, checks)
     except PoorinitError as error:
         return TrialResult(shown, error=" ".join(str(error).replace(path, shown).split()), started=started,
                            seconds=time.perf_counter() - clock)
