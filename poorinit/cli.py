@@ -199,10 +199,13 @@ def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float
     console = _stderr_console()
     if quiet or not console.is_terminal:
         return follow(trial, params, timeout=timeout, poll_interval=poll_interval)
-    with console.status(f"following {trial}: waiting for its first step") as status:
+    from . import escape
+
+    with console.status(escape.rich_text(f"following {trial}: waiting for its first step")) as status:
 
         def show(follower: Any) -> None:
-            status.update(f"following {trial}: {follower.analysed} of steps={params.steps} steps analysed")
+            status.update(escape.rich_text(f"following {trial}: {follower.analysed} of steps={params.steps} "
+                                           "steps analysed"))
 
         return follow(trial, params, timeout=timeout, poll_interval=poll_interval, on_poll=show)
 
@@ -234,7 +237,7 @@ def scan(roots: tuple[str, ...], fmt: str | None, output: str | None, quiet: boo
     chosen = Format(settings.value("format"))
     found = discover(roots)
     for directory, problem in found.unreadable:
-        click.echo(f"poorinit: warning: {directory}: cannot be listed ({problem}); skipped", err=True)
+        _show_warning(f"{directory}: cannot be listed ({problem}); skipped")
     if not found.trials:
         raise PoorinitError(
             f"no trials found below {', '.join(roots)} (a trial is a directory of step files named like "
@@ -341,11 +344,16 @@ def checks() -> int:
 
 
 def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
-    click.echo(f"poorinit: warning: {message}", err=True)
+    from .escape import stderr_line
+
+    click.echo(f"poorinit: warning: {stderr_line(message)}", err=True)
 
 
 def _error(message: str) -> None:
-    click.echo(f"poorinit: error: {' '.join(message.split())}", err=True)
+    from .escape import stderr_line
+
+    # A newline or an escape sequence can only come from a name: shown escaped, on this one line.
+    click.echo(f"poorinit: error: {stderr_line(message.strip())}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

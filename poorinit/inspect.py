@@ -5,9 +5,9 @@ Lists from names, and opens only the first step file of each mode.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
+from . import escape
 from .trial import TensorInfo, Trial
 
 
@@ -47,7 +47,7 @@ def _steps(steps: list[int]) -> str:
 
 
 def render_json(description: Description) -> str:
-    return json.dumps(asdict(description), indent=2) + "\n"
+    return escape.json_dumps(asdict(description), indent=2) + "\n"
 
 
 def render_table(description: Description) -> None:
@@ -56,12 +56,14 @@ def render_table(description: Description) -> None:
 
     console = Console(highlight=False)
     state = "finished" if description.finished else "not marked finished"
-    console.print(f"[bold]{description.trial}[/bold] · {state} · workers {', '.join(map(str, description.workers))}")
+    workers = ", ".join(map(str, description.workers))
+    console.print(escape.rich_text(description.trial, style="bold") + f" · {state} · workers {workers}")
     for summary in description.modes:
-        table = Table(title=f"{summary.mode}: steps {_steps(summary.steps)} · tensors of {summary.first_step_file}",
-                      title_justify="left")
+        title = f"{summary.mode}: steps {_steps(summary.steps)} · tensors of {summary.first_step_file}"
+        table = Table(title=escape.rich_text(title), title_justify="left")
         for column in ("tensor", "shape", "dtype", "collections"):
             table.add_column(column, overflow="fold")
         for t in summary.tensors:
-            table.add_row(t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, ", ".join(t.collections) or "-")
+            table.add_row(escape.rich_text(t.name), "x".join(map(str, t.shape)) or "scalar", t.dtype,
+                          escape.rich_text(", ".join(t.collections) or "-"))
         console.print(table)

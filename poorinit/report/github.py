@@ -2,8 +2,9 @@
 
 A fired criterion and a trial that could not be analysed are ``::error``, a
 verdict warning is ``::warning``, a criterion that is not applicable is
-``::notice``; a last ``::notice`` gives the verdict. Values are escaped as
-the runner expects (``%``, CR and LF; also ``:`` and ``,`` in properties).
+``::notice``; a last ``::notice`` gives the verdict. Values are escaped by
+poorinit/escape.py: controls made visible (a name with a newline cannot start
+a command line of its own), then ``%`` (and ``:`` and ``,`` in properties).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .. import escape
 from ..checks.base import Status
 from .junit import failure_message
 from .table import verdict_line
@@ -20,12 +22,8 @@ if TYPE_CHECKING:
     from ..scan import TrialResult
 
 
-def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+escape_data = escape.github_data
+escape_property = escape.github_property
 
 
 def command(kind: str, title: str, message: str) -> str:

@@ -11,12 +11,11 @@ figures are written as the strings ``"inf"``, ``"-inf"`` and ``"nan"``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .. import __version__, escape
 from ..checks.base import CriterionResult
 from ..rule import Verdict
 
@@ -102,8 +101,8 @@ def scan_document(results: Sequence[TrialResult]) -> dict[str, Any]:
 
 
 def render(verdict: Verdict) -> str:
-    return json.dumps(document(verdict), indent=2, ensure_ascii=False) + "\n"
+    return escape.json_dumps(document(verdict), indent=2) + "\n"
 
 
 def render_scan(results: Sequence[TrialResult]) -> str:
-    return json.dumps(scan_document(results), indent=2, ensure_ascii=False) + "\n"
+    return escape.json_dumps(scan_document(results), indent=2) + "\n"
