@@ -43,14 +43,22 @@ class Analysis:
         self._wrong_collection: list[set[str]] = [set() for _ in self.checks]
         self._names: set[str] = set()
         self.steps: list[int] = []
+        # What each analysed step was judged on: the workers whose files were
+        # read, and (step, tensor) -> workers whose file lacked the tensor.
+        self._read_workers: dict[int, frozenset[int]] = {}
+        self._missing_tensors: dict[tuple[int, str], list[int]] = {}
 
     def add_step(self, step: int) -> None:
         """Open the step's files (one per worker), let every check measure, close."""
         readers = []
         try:
-            for step_file in self.trial.step_files(step, self.params.mode):
+            step_files = self.trial.step_files(step, self.params.mode)
+            self._read_workers[step] = frozenset(f.worker for f in step_files)
+            for step_file in step_files:
                 readers.append(self.trial.open(step_file))
             listings = [(reader, reader.tensor_names()) for reader in readers]
+            if len(listings) > 1:
+                self._note_missing_tensors(step, listings)
             for index, (check, selector) in enumerate(zip(self.checks, self._selectors, strict=True)):
                 chosen: dict[str, list[Tensor]] = {}
                 for reader, names in listings:
@@ -65,7 +73,77 @@ class Analysis:
         finally:
             for reader in readers:
                 reader.close()
-        self.steps.append(step)
+        if step not in self.steps:  # --follow may read a step again when a late file arrives
+            self.steps.append(step)
+            self.steps.sort()
+
+    def stale_steps(self) -> list[int]:
+        """Analysed steps whose files, as the trial is listed now, include a worker not read then.
+
+        ``--follow`` reads them again: a worker's file for an early step may
+        arrive late, and what it holds must count as ``analyze`` would count it.
+        """
+        mode = self.params.mode
+        return [
+            step for step in self.steps
+            if {f.worker for f in self.trial.step_files(step, mode)} - self._read_workers.get(step, frozenset())
+        ]
+
+    def missing_workers(self) -> dict[int, list[int]]:
+        """Analysed step -> the workers of the trial (as listed now) whose file it was judged without."""
+        workers = self.workers()
+        missing = {}
+        for step in self.steps:
+            read = self._read_workers.get(step, frozenset())
+            lacking = [w for w in workers if w not in read]
+            if lacking:
+                missing[step] = lacking
+        return missing
+
+    @property
+    def waiting_for_workers(self) -> bool:
+        """Whether some analysed step still lacks the file of a worker the trial has."""
+        return bool(self.missing_workers())
+
+    def workers(self) -> list[int]:
+        """The workers that wrote step files of the analysed mode, anywhere in the trial."""
+        return list(self.trial.mode_workers(self.params.mode))
+
+    def _note_missing_tensors(self, step: int, listings: Sequence[tuple[Any, Sequence[tuple[str, Any]]]]) -> None:
+        for key in [key for key in self._missing_tensors if key[0] == step]:
+            del self._missing_tensors[key]
+        by_worker = {reader.step_file.worker: {name for name, _ in names} for reader, names in listings}
+        for name in set().union(*by_worker.values()):
+            lacking = sorted(w for w, names in by_worker.items() if name not in names)
+            if lacking:
+                self._missing_tensors[(step, name)] = lacking
+
+    @property
+    def partial(self) -> bool:
+        """Whether some analysed step lacks a worker's file, or a tensor some other worker wrote."""
+        return self.waiting_for_workers or any(step in self.steps for step, _ in self._missing_tensors)
+
+    def partial_warnings(self) -> list[str]:
+        warnings = []
+        by_worker: dict[int, list[int]] = {}
+        for step, workers in sorted(self.missing_workers().items()):
+            for worker in workers:
+                by_worker.setdefault(worker, []).append(step)
+        for worker, steps in sorted(by_worker.items()):
+            shown = ", ".join(map(str, steps[:5])) + (" ..." if len(steps) > 5 else "")
+            warnings.append(
+                f"judged on part of the data: worker {worker} has no step file at steps {shown} "
+                "(its data there is missing, not judged)"
+            )
+        missing = sorted(self._missing_tensors.items())
+        for (step, name), workers in missing[:5]:
+            warnings.append(
+                f"judged on part of the data: tensor {name} at step {step} is missing from the file of worker "
+                f"{', '.join(map(str, workers))} (other workers wrote it)"
+            )
+        if len(missing) > 5:
+            warnings.append(f"judged on part of the data: {len(missing) - 5} more tensors missing for some workers")
+        return warnings
 
     def results(self) -> list[CriterionResult]:
         results = []
@@ -99,8 +177,9 @@ class Analysis:
             if measures and missing:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
                 warnings.append(f"{check.title}: no tensor matched {selector.describe()} at steps {shown}")
+        warnings += self.partial_warnings()
         return conclude(
-            str(self.trial.path), self.params, self.steps, self.results(), warnings, self.holds()
+            str(self.trial.path), self.params, self.steps, self.results(), warnings, self.holds(), self.partial
         )
 
 

@@ -25,6 +25,10 @@ class Verdict:
     steps: tuple[int, ...]
     criteria: tuple[CriterionResult, ...]
     warnings: tuple[str, ...] = ()
+    # Judged on part of the data: some worker's step file or tensor was missing
+    # at an analysed step (the warnings say which). A gate that must see
+    # everything (``--strict``) fails on it.
+    partial: bool = False
 
     @property
     def fired(self) -> bool:
@@ -47,9 +51,10 @@ def conclude(
     criteria: Sequence[CriterionResult],
     warnings: Sequence[str] = (),
     holds: str = "",
+    partial: bool = False,
 ) -> Verdict:
     """Combine criteria into a verdict, or refuse when none could be evaluated."""
     if all(c.status is Status.NOT_APPLICABLE for c in criteria):
         reasons = "; ".join(f"{c.check}: {c.reason}" for c in criteria)
         raise NothingToAnalyseError(f"{trial}: no criterion could be evaluated ({reasons}){holds}")
-    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings))
+    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings), partial)

@@ -591,6 +591,10 @@ class Trial:
     def workers(self) -> tuple[int, ...]:
         return tuple(sorted({key[2] for key in self._keys}))
 
+    def mode_workers(self, mode: str) -> tuple[int, ...]:
+        """The workers with at least one step file of ``mode``: whose data every step should hold."""
+        return tuple(sorted({key[2] for key in self._keys if key[1] == mode}))
+
     @property
     def finished(self) -> bool:
         """Whether every worker's writer marked its part complete (docs/format.md), as listed."""

@@ -22,6 +22,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from poorinit import TrialWriter
+from poorinit.format import step_file_name
 
 from .test_errors_doc import run
 
@@ -129,12 +130,12 @@ def test_an_error_naming_a_hostile_directory_is_one_stderr_line(tmp_path):
     """The message of a trial that cannot be analysed names the directory, escaped."""
     trial = tmp_path / HOSTILE_DIR
     trial.mkdir()
-    (trial / "step_000000000000_train_w0.h5").write_bytes(b"not hdf5 at all")
+    (trial / step_file_name(0)).write_bytes(b"not hdf5 at all")
     result = run("analyze", trial)
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("poorinit: error: "), result.stderr
-    assert "trial\\n::error::from-the-directory\\x1b[2J" in lines[0]
+    assert "trial\\n::error::from-the-directory\\x1b[2J" in lines[0] and "no HDF5 signature" in lines[0]
     assert_no_injection_on_a_terminal(result.stderr)
 
 
