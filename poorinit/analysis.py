@@ -70,6 +70,9 @@ class Analysis:
                             self._wrong_collection[index].add(name)
                 if chosen:
                     self._measures[index][step] = check.measure(step, chosen)
+            # A file rewritten in place while it was read was read half old, half new.
+            for reader in readers:
+                reader.check_unchanged()
         finally:
             for reader in readers:
                 reader.close()
