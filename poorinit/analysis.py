@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .checks.activations import depth_key
 from .checks.base import Check, CriterionResult, Selector, Status
 from .checks.registry import load_checks
 from .errors import NothingToAnalyseError
 from .params import RuleParams
 from .rule import Verdict, conclude
 from .trial import Tensor, Trial
+
+if TYPE_CHECKING:
+    from .diagnosis import Diagnosis
 
 
 def _span(steps: Sequence[int]) -> str:
@@ -34,7 +38,11 @@ def _gaps(steps: Sequence[int]) -> list[str]:
 class Analysis:
     """The rule applied to one trial, step by step."""
 
-    def __init__(self, trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None) -> None:
+    def __init__(
+        self, trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
+    ) -> None:
+        from .diagnosis import DiagnosisMeasurer
+
         self.trial = trial
         self.params = params
         self.checks = [cls(params) for cls in (load_checks() if checks is None else checks)]
@@ -47,6 +55,8 @@ class Analysis:
         # read, and (step, tensor) -> workers whose file lacked the tensor.
         self._read_workers: dict[int, frozenset[int]] = {}
         self._missing_tensors: dict[tuple[int, str], list[int]] = {}
+        # The per-layer diagnosis reads the first analysed step's files while they are open.
+        self._diagnosis = DiagnosisMeasurer(params) if explain else None
 
     def add_step(self, step: int) -> None:
         """Open the step's files (one per worker), let every check measure, close."""
@@ -59,6 +69,8 @@ class Analysis:
             listings = [(reader, reader.tensor_names()) for reader in readers]
             if len(listings) > 1:
                 self._note_missing_tensors(step, listings)
+            if self._diagnosis is not None and self._diagnosis.measure is None:
+                self._diagnosis.take(step, listings)
             for index, (check, selector) in enumerate(zip(self.checks, self._selectors, strict=True)):
                 chosen: dict[str, list[Tensor]] = {}
                 for reader, names in listings:
@@ -162,6 +174,28 @@ class Analysis:
             results.append(check.result(Status.NOT_APPLICABLE, reason))
         return results
 
+    def measures(self, check: str) -> dict[int, Any]:
+        """A check's per-step figures (step -> what its ``measure`` returned), empty if it is not run."""
+        for c, measures in zip(self.checks, self._measures, strict=True):
+            if c.name == check:
+                return measures
+        return {}
+
+    def diagnosis(self) -> Diagnosis:
+        """The per-layer view; rows only when the analysis was made with ``explain=True``."""
+        from .diagnosis import build
+
+        return build(self._diagnosis.measure if self._diagnosis else None, self.params,
+                     self._layer_variances(), self._layer_saturation())
+
+    def _layer_variances(self) -> dict[int, dict[str, float]]:
+        return {step: {name: m.variance for name, m in layers.items()}
+                for step, layers in self.measures("activation_variance").items()}
+
+    def _layer_saturation(self) -> dict[int, dict[str, float]]:
+        return {step: {name: share.fraction for name, share in layers.items() if share.total}
+                for step, layers in self.measures("saturation").items()}
+
     def holds(self) -> str:
         """What the analysed steps hold, for an error that must say what *is* there."""
         names = sorted(self._names)
@@ -181,8 +215,15 @@ class Analysis:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
                 warnings.append(f"{check.title}: no tensor matched {selector.describe()} at steps {shown}")
         warnings += self.partial_warnings()
+        from .diagnosis import with_remedies
+        from .remedy import kind_from_name
+
+        diagnosis = self.diagnosis() if self._diagnosis is not None else None
+        kinds = [kind_from_name(name) for name in sorted(self._names, key=depth_key)]
+        results = with_remedies(self.results(), diagnosis, self._layer_variances(), kinds)
         return conclude(
-            str(self.trial.path), self.params, self.steps, self.results(), warnings, self.holds(), self.partial
+            str(self.trial.path), self.params, self.steps, results, warnings, self.holds(), diagnosis,
+            partial=self.partial,
         )
 
 
@@ -195,20 +236,24 @@ def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
     return steps[: params.steps]
 
 
-def evaluate(trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None) -> Verdict:
-    analysis = Analysis(trial, params, checks)
+def evaluate(
+    trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
+) -> Verdict:
+    analysis = Analysis(trial, params, checks, explain=explain)
     for step in analysed_steps(trial, params):
         analysis.add_step(step)
     return analysis.verdict()
 
 
 def analyze(
-    path: str | os.PathLike[str], *, checks: Iterable[type[Check]] | None = None, **params: Any
+    path: str | os.PathLike[str], *, checks: Iterable[type[Check]] | None = None, explain: bool = False,
+    **params: Any
 ) -> Verdict:
     """Apply the PoorWeightInitialization rule to the trial at ``path``.
 
-    ``params`` are the rule's parameters (see :class:`~poorinit.params.RuleParams`),
+    With ``explain=True`` the verdict carries the per-layer diagnosis
+    (``verdict.diagnosis``, poorinit/diagnosis.py). ``params`` are the rule's parameters (see :class:`~poorinit.params.RuleParams`),
     strings accepted as on the command line. Raises a
     :class:`~poorinit.errors.PoorinitError` when the trial cannot be analysed.
     """
-    return evaluate(Trial(path), RuleParams.from_values(**params), checks)
+    return evaluate(Trial(path), RuleParams.from_values(**params), checks, explain=explain)

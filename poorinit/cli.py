@@ -135,9 +135,9 @@ def _deliver(fmt: Any, output: str | None, quiet: bool, text: Callable[[], str],
 
 def _terminal(quiet: bool, table: Callable[[], Any], line: Callable[[], Any]) -> None:
     """The table on stdout, or with --quiet only the verdict line, unwrapped (one line for grep)."""
-    from rich.console import Console
+    from .report.console import make_console
 
-    console = Console(highlight=False)
+    console = make_console()
     if quiet:
         console.print(line(), soft_wrap=True)
     else:
@@ -152,9 +152,9 @@ def _table() -> Any:
 
 
 def _stderr_console() -> Any:
-    from rich.console import Console
+    from .report.console import make_console
 
-    return Console(stderr=True, highlight=False)
+    return make_console(stderr=True)
 
 
 @cli.command()
@@ -168,9 +168,12 @@ def _stderr_console() -> Any:
               help="Follow a trial that training is still writing: exit 1 as soon as the rule fires, "
                    "0 once every criterion passed on its steps.")
 @setting_options("timeout", "poll_interval")
+@click.option("--explain", is_flag=True,
+              help="Add the per-layer diagnosis (std, variance ratio, dead and saturated units, weight scale vs "
+                   "He/Glorot) at the first analysed step.")
 @debug_option
 def analyze(trial: str, fmt: str | None, output: str | None, quiet: bool, config_file: str | None, follow: bool,
-            debug: bool, **values: Any) -> int:
+            explain: bool, debug: bool, **values: Any) -> int:
     """Apply the PoorWeightInitialization rule to TRIAL (a directory of step files)."""
     from .report import Format, formatter
 
@@ -181,12 +184,14 @@ def analyze(trial: str, fmt: str | None, output: str | None, quiet: bool, config
                 raise click.UsageError(f"--{name.replace('_', '-')} applies only with --follow")
     params = settings.rule_params()
     if follow:
+        if explain:
+            raise click.UsageError("--explain does not apply with --follow (run analyze --explain once it ends)")
         verdict = _follow(trial, params, settings.value("timeout"), settings.value("poll_interval"), quiet)
     else:
         from .analysis import evaluate
         from .trial import Trial
 
-        verdict = evaluate(Trial(trial), params)
+        verdict = evaluate(Trial(trial), params, explain=explain)
     chosen = Format(settings.value("format"))
     _deliver(chosen, output, quiet, lambda: formatter(chosen)(verdict), lambda: _table().renderable(verdict),
              lambda: _table().verdict_line(verdict))

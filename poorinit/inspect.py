@@ -51,16 +51,19 @@ def render_json(description: Description) -> str:
 
 
 def render_table(description: Description) -> None:
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(highlight=False)
+    from .report.console import make_console
+
+    console = make_console()
     state = "finished" if description.finished else "not marked finished"
-    workers = ", ".join(map(str, description.workers))
-    console.print(escape.rich_text(description.trial, style="bold") + f" · {state} · workers {workers}")
+    console.print(Text.assemble((escape.terminal(description.trial), "bold"),
+                                f" · {state} · workers {', '.join(map(str, description.workers))}"))
     for summary in description.modes:
-        title = f"{summary.mode}: steps {_steps(summary.steps)} · tensors of {summary.first_step_file}"
-        table = Table(title=escape.rich_text(title), title_justify="left")
+        console.print(escape.rich_text(f"{summary.mode}: steps {_steps(summary.steps)} · tensors of "
+                                       f"{summary.first_step_file}", style="italic"))
+        table = Table()
         for column in ("tensor", "shape", "dtype", "collections"):
             table.add_column(column, overflow="fold")
         for t in summary.tensors:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .checks.base import CriterionResult, Status
 from .errors import NothingToAnalyseError
 from .params import RuleParams
+
+if TYPE_CHECKING:
+    from .diagnosis import Diagnosis
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,8 @@ class Verdict:
     steps: tuple[int, ...]
     criteria: tuple[CriterionResult, ...]
     warnings: tuple[str, ...] = ()
+    # The per-layer view (poorinit/diagnosis.py), when it was asked for.
+    diagnosis: Diagnosis | None = None
     # Judged on part of the data: some worker's step file or tensor was missing
     # at an analysed step (the warnings say which). A gate that must see
     # everything (``--strict``) fails on it.
@@ -51,10 +57,11 @@ def conclude(
     criteria: Sequence[CriterionResult],
     warnings: Sequence[str] = (),
     holds: str = "",
+    diagnosis: Diagnosis | None = None,
     partial: bool = False,
 ) -> Verdict:
     """Combine criteria into a verdict, or refuse when none could be evaluated."""
     if all(c.status is Status.NOT_APPLICABLE for c in criteria):
         reasons = "; ".join(f"{c.check}: {c.reason}" for c in criteria)
         raise NothingToAnalyseError(f"{trial}: no criterion could be evaluated ({reasons}){holds}")
-    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings), partial)
+    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings), diagnosis, partial)

@@ -49,6 +49,7 @@ NOT_TRIGGERED = {
     "follow-finished-early": "tests/test_follow.py",
     "follow-timeout-first": "tests/test_follow.py",
     "follow-timeout": "tests/test_follow.py",
+    "recording-no-torch": "an ImportError in a training script: tests/test_torch_package.py",
     "recording-dtype": "raised in a training script: tests/test_torch_recorder.py",
     "recording-nested": "raised in a training script",
     "recording-repeated-step": "raised in a training script",
@@ -246,6 +247,7 @@ def test_the_check_finds_a_message_missing_from_the_doc():
         ("parameter-range", ["--distribution-range", "-1"]),
         ("usage", ["--thresh", "3"]),
         ("usage-follow-only", ["--timeout", "3"]),
+        ("usage-explain-follow", ["--explain", "--follow"]),
     ],
 )
 def test_parameter_and_usage_errors(healthy_trial, error_id, args):

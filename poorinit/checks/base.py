@@ -88,6 +88,8 @@ class CriterionResult:
     step: int | None = None
     tensor: str | None = None
     per_step: tuple[tuple[int, float], ...] = field(default=())
+    # What to change, for a fired criterion (poorinit/remedy.py); set by the analysis, not the check.
+    remedy: str | None = None
 
     @property
     def fired(self) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__, escape
 from ..checks.base import CriterionResult
 from ..rule import Verdict
+from .diagnosis import document as diagnosis_document
 
 if TYPE_CHECKING:
     from ..scan import TrialResult
@@ -48,6 +49,7 @@ def criterion_document(c: CriterionResult) -> dict[str, Any]:
         "tensor": c.tensor,
         "reason": c.reason,
         "per_step": [[step, number(value)] for step, value in c.per_step],
+        "remedy": c.remedy,
     }
 
 
@@ -65,6 +67,7 @@ def document(verdict: Verdict) -> dict[str, Any]:
         "parameters": verdict.params.as_dict(),
         "warnings": list(verdict.warnings),
         "criteria": [criterion_document(c) for c in verdict.criteria],
+        "diagnosis": None if verdict.diagnosis is None else diagnosis_document(verdict.diagnosis),
     }
 
 

@@ -46,7 +46,14 @@ def render(verdict: Verdict) -> str:
     ]
     lines += _table(["criterion", "status", "figure", "limit", "step", "tensor"], rows)
     lines.append("")
-    lines += [f"- **{cell(c.title)}**: {cell(c.reason)}" for c in verdict.criteria]
+    for c in verdict.criteria:
+        lines.append(f"- **{cell(c.title)}**: {cell(c.reason)}")
+        if c.remedy:
+            lines.append(f"  - remedy: {cell(c.remedy)}")
+    if verdict.diagnosis is not None:
+        from .diagnosis import markdown as diagnosis_markdown
+
+        lines += ["", *diagnosis_markdown(verdict.diagnosis)]
     lines += [f"- warning: {cell(w)}" for w in verdict.warnings]
     lines += ["", cell(verdict_line(verdict).plain)]
     return "\n".join(lines) + "\n"

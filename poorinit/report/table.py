@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -56,10 +56,16 @@ def verdict_line(verdict: Verdict) -> Text:
     )
 
 
+# The titles are lines of their own, not table titles: rich wraps a table's
+# title to the table's width, which would cut a long trial path in two even
+# where nothing else is wrapped (docs/cli.md, "Output").
+
+
 def renderable(verdict: Verdict) -> Group:
     span = f"steps {verdict.steps[0]}-{verdict.steps[-1]}" if verdict.steps else "no steps"
-    table = Table(title=escape.rich_text(f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}"),
-                  title_justify="left")
+    title = escape.rich_text(f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}",
+                             style="italic")
+    table = Table()
     for column in ("criterion", "status", "figure", "limit", "step", "tensor"):
         table.add_column(column, overflow="fold", no_wrap=column != "tensor")
     for c in verdict.criteria:
@@ -71,13 +77,21 @@ def renderable(verdict: Verdict) -> Group:
             "-" if c.step is None else str(c.step),
             escape.rich_text(c.tensor or "-"),
         )
-    parts: list[Table | Text] = [table]
+    parts: list[Table | Text] = [title, table]
     # The reasons are sentences: under the table they read as prose, inside it
     # they would wrap into a narrow column.
-    parts += [
-        Text.assemble((f"{escape.terminal(c.title)}: ", STYLES[c.status]), escape.terminal(c.reason))
-        for c in verdict.criteria
-    ]
+    shown: dict[str, str] = {}
+    for c in verdict.criteria:
+        parts.append(Text.assemble((f"{escape.terminal(c.title)}: ", STYLES[c.status]), escape.terminal(c.reason)))
+        if c.remedy:
+            # The same remedy for several criteria is spelled out once.
+            same = shown.setdefault(c.remedy, c.title)
+            parts.append(Text.assemble(("  remedy: ", "bold"),
+                                       escape.terminal(c.remedy if same == c.title else f"as for {same}")))
+    if verdict.diagnosis is not None:
+        from .diagnosis import renderable as diagnosis_renderable
+
+        parts.append(diagnosis_renderable(verdict.diagnosis))
     parts += [escape.rich_text(f"warning: {w}", style="yellow") for w in verdict.warnings]
     parts.append(verdict_line(verdict))
     return Group(*parts)
@@ -107,7 +121,8 @@ def _detail(result: TrialResult) -> str:
 
 
 def scan_renderable(results: Sequence[TrialResult]) -> Group:
-    table = Table(title=f"PoorWeightInitialization · scan of {len(results)} trials, worst first", title_justify="left")
+    title = Text(f"PoorWeightInitialization · scan of {len(results)} trials, worst first", style="italic")
+    table = Table()
     table.add_column("trial", overflow="fold")
     table.add_column("status", no_wrap=True)
     table.add_column("criteria fired / error", overflow="fold")
@@ -118,12 +133,15 @@ def scan_renderable(results: Sequence[TrialResult]) -> Group:
             steps = f"{r.verdict.steps[0]}-{r.verdict.steps[-1]}"
         table.add_row(escape.rich_text(r.trial), Text(SCAN_LABELS[r.status], style=SCAN_STYLES[r.status]),
                       escape.rich_text(_detail(r)), steps)
-    return Group(table, scan_line(results))
+    return Group(title, table, scan_line(results))
 
 
-def _plain(renderable: Group, width: int = 120) -> str:
+def _plain(renderable: Group) -> str:
+    """Without colour and without a width limit: a file names every tensor and trial whole."""
+    from .console import make_console
+
     buffer = io.StringIO()
-    Console(file=buffer, width=width, no_color=True, highlight=False).print(renderable)
+    make_console(file=buffer, color="never").print(renderable)
     return buffer.getvalue()
 
 
@@ -136,5 +154,4 @@ render = render_text
 
 
 def render_scan(results: Sequence[TrialResult]) -> str:
-    # Wide enough that a file names every trial on one line, whatever its depth.
-    return _plain(scan_renderable(results), width=max([120, *(len(r.trial) + 80 for r in results)]))
+    return _plain(scan_renderable(results))

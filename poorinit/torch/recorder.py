@@ -1,10 +1,8 @@
-"""Recording a trial from a PyTorch training loop (the optional extra ``torch``).
+"""The recorder: opens recorded steps, gathers tensors, writes step files.
 
 The rule reads the first steps of training only, so the recorder is built to
 cost nothing afterwards: hooks exist only while a recorded step is open, and
 a step that is not recorded is a counter increment. See docs/recording.md.
-
-This is the only module of poorinit that imports torch.
 """
 
 from __future__ import annotations
@@ -20,38 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import format as fmt
-from .errors import PoorinitError
-from .writer import TrialWriter
+from .. import format as fmt
+from ..errors import PoorinitError
+from ..writer import TrialWriter
+from .modules import activation_kind
 
-__all__ = ["ACTIVATION_KINDS", "Recorder", "RecordingError"]
-
-# Module class -> the kind in ``<module path>.<kind>_input``. The kinds are
-# torch.nn.functional's names, so SageMaker's default regex ``.*relu_input``
-# keeps its meaning: it selects the inputs of ReLU, and of its variants whose
-# name ends in "relu" (leaky_relu, prelu, rrelu), but not relu6.
-ACTIVATION_KINDS: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu",
-    nn.ReLU6: "relu6",
-    nn.LeakyReLU: "leaky_relu",
-    nn.PReLU: "prelu",
-    nn.RReLU: "rrelu",
-    nn.ELU: "elu",
-    nn.SELU: "selu",
-    nn.CELU: "celu",
-    nn.GELU: "gelu",
-    nn.SiLU: "silu",
-    nn.Mish: "mish",
-    nn.Tanh: "tanh",
-    nn.Sigmoid: "sigmoid",
-    nn.Hardtanh: "hardtanh",
-    nn.Hardswish: "hardswish",
-    nn.Hardsigmoid: "hardsigmoid",
-    nn.Softplus: "softplus",
-    nn.Softsign: "softsign",
-    nn.LogSigmoid: "logsigmoid",
-    nn.Tanhshrink: "tanhshrink",
-}
+__all__ = ["Recorder", "RecordingError"]
 
 # h5py stores these as they are; any other floating dtype (bfloat16, float8)
 # is widened to float32, which holds all of their values exactly.
@@ -60,15 +32,6 @@ _STORABLE = (torch.float16, torch.float32, torch.float64)
 
 class RecordingError(PoorinitError):
     """The training loop did not give the recorder what a step needs."""
-
-
-def activation_kind(module: nn.Module) -> str | None:
-    """The kind of an activation module (subclasses included), None for others."""
-    for cls in type(module).__mro__:
-        kind = ACTIVATION_KINDS.get(cls)
-        if kind is not None:
-            return kind
-    return None
 
 
 def _host_copy(tensor: torch.Tensor, what: str, stride: int | None = None) -> torch.Tensor:

@@ -1,0 +1,27 @@
+"""Recording a trial from a PyTorch training loop (the optional extra ``torch``).
+
+This package is the only part of poorinit that imports torch; the rest of
+poorinit (reading, judging, reporting) never needs it. Its modules:
+
+- ``modules``: which modules are activations, and their kinds;
+- ``recorder``: ``Recorder``, the step logic and the writing.
+
+See docs/recording.md.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch as _torch  # noqa: F401  (imported to fail here, once, with a useful message)
+except ImportError as error:
+    # One error naming the fix, instead of a traceback ending deep inside a submodule.
+    raise ImportError(
+        f"poorinit.torch needs PyTorch, which cannot be imported ({error}); "
+        "install it with: pip install 'poorinit[torch]'",
+        name="torch",
+    ) from None
+
+from .modules import ACTIVATION_KINDS, activation_kind
+from .recorder import Recorder, RecordingError
+
+__all__ = ["ACTIVATION_KINDS", "Recorder", "RecordingError", "activation_kind"]
