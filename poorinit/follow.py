@@ -178,7 +178,7 @@ class Follower:
                 ))
         warning = f"followed live: concluded after {len(steps)} of steps={self.params.steps} steps"
         return conclude(str(analysis.trial.path), self.params, steps, criteria,
-                        [warning, *analysis.partial_warnings()], analysis.holds(), analysis.partial)
+                        [warning, *analysis.partial_warnings()], analysis.holds(), partial=analysis.partial)
 
     def timeout_error(self, timeout: float) -> FollowError:
         if self.analysis is None:
