@@ -9,7 +9,10 @@ ask for the verdict at any point.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .checks.activations import depth_key
@@ -33,6 +36,30 @@ def _span(steps: Sequence[int]) -> str:
 def _gaps(steps: Sequence[int]) -> list[str]:
     pairs = zip(steps, steps[1:], strict=False)
     return [f"{a + 1}-{b - 1}" if b - a > 2 else str(a + 1) for a, b in pairs if b - a > 1]
+
+
+@dataclass(frozen=True)
+class StepMeasures:
+    """What the checks measured at one step, before it joins the analysis."""
+
+    step: int
+    measures: dict[int, Any]  # check index -> figure
+    names: set[str] = field(default_factory=set)
+    wrong_collection: dict[int, set[str]] = field(default_factory=dict)
+    # The workers whose files were read, and tensor -> workers whose file lacked it.
+    read_workers: frozenset[int] = frozenset()
+    missing_tensors: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _missing_tensors(listings: Sequence[tuple[Any, Sequence[tuple[str, Any]]]]) -> dict[str, list[int]]:
+    """Tensor -> the workers whose file at this step lacks it, though another worker's has it."""
+    by_worker = {reader.step_file.worker: {name for name, _ in listed} for reader, listed in listings}
+    missing = {}
+    for name in set().union(*by_worker.values()):
+        lacking = sorted(w for w, names in by_worker.items() if name not in names)
+        if lacking:
+            missing[name] = lacking
+    return missing
 
 
 class Analysis:
@@ -60,34 +87,57 @@ class Analysis:
 
     def add_step(self, step: int) -> None:
         """Open the step's files (one per worker), let every check measure, close."""
+        self.record(self.measure(step))
+
+    def measure(self, step: int) -> StepMeasures:
+        """Every check's figure for one step; changes nothing in this object
+        (but the diagnosis of ``explain``, which evaluate() never runs on
+        threads), so that several steps can be measured at once on threads."""
         readers = []
+        measures: dict[int, Any] = {}
+        names: set[str] = set()
+        wrong: dict[int, set[str]] = {}
         try:
             step_files = self.trial.step_files(step, self.params.mode)
-            self._read_workers[step] = frozenset(f.worker for f in step_files)
+            read_workers = frozenset(f.worker for f in step_files)
             for step_file in step_files:
                 readers.append(self.trial.open(step_file))
             listings = [(reader, reader.tensor_names()) for reader in readers]
-            if len(listings) > 1:
-                self._note_missing_tensors(step, listings)
+            missing_tensors = _missing_tensors(listings) if len(listings) > 1 else {}
             if self._diagnosis is not None and self._diagnosis.measure is None:
                 self._diagnosis.take(step, listings)
             for index, (check, selector) in enumerate(zip(self.checks, self._selectors, strict=True)):
                 chosen: dict[str, list[Tensor]] = {}
-                for reader, names in listings:
-                    for name, collections in names:
-                        self._names.add(name)
+                for reader, listed in listings:
+                    for name, collections in listed:
+                        names.add(name)
                         if selector.matches(name, collections):
                             chosen.setdefault(name, []).append(reader.tensor(name))
                         elif selector.wrong_collection(name, collections):
-                            self._wrong_collection[index].add(name)
+                            wrong.setdefault(index, set()).add(name)
                 if chosen:
-                    self._measures[index][step] = check.measure(step, chosen)
+                    measures[index] = check.measure(step, chosen)
             # A file rewritten in place while it was read was read half old, half new.
             for reader in readers:
                 reader.check_unchanged()
         finally:
             for reader in readers:
                 reader.close()
+        return StepMeasures(step, measures, names, wrong, read_workers, missing_tensors)
+
+    def record(self, measured: StepMeasures) -> None:
+        """Add a step measured by :meth:`measure` (in step order; again, when --follow re-reads it)."""
+        step = measured.step
+        for index, figure in measured.measures.items():
+            self._measures[index][step] = figure
+        for index, names in measured.wrong_collection.items():
+            self._wrong_collection[index] |= names
+        self._names |= measured.names
+        self._read_workers[step] = measured.read_workers
+        for key in [key for key in self._missing_tensors if key[0] == step]:
+            del self._missing_tensors[key]
+        for name, workers in measured.missing_tensors.items():
+            self._missing_tensors[(step, name)] = workers
         if step not in self.steps:  # --follow may read a step again when a late file arrives
             self.steps.append(step)
             self.steps.sort()
@@ -123,15 +173,6 @@ class Analysis:
     def workers(self) -> list[int]:
         """The workers that wrote step files of the analysed mode, anywhere in the trial."""
         return list(self.trial.mode_workers(self.params.mode))
-
-    def _note_missing_tensors(self, step: int, listings: Sequence[tuple[Any, Sequence[tuple[str, Any]]]]) -> None:
-        for key in [key for key in self._missing_tensors if key[0] == step]:
-            del self._missing_tensors[key]
-        by_worker = {reader.step_file.worker: {name for name, _ in names} for reader, names in listings}
-        for name in set().union(*by_worker.values()):
-            lacking = sorted(w for w, names in by_worker.items() if name not in names)
-            if lacking:
-                self._missing_tensors[(step, name)] = lacking
 
     @property
     def partial(self) -> bool:
@@ -237,12 +278,70 @@ def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
 
 
 def evaluate(
-    trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
+    trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False,
+    threads: int | None = None,
 ) -> Verdict:
+    """The verdict on the trial's first steps, measured on ``threads`` threads
+    (default: :func:`analysis_threads`; one with ``explain``, whose diagnosis
+    reads the first step as it goes)."""
     analysis = Analysis(trial, params, checks, explain=explain)
-    for step in analysed_steps(trial, params):
-        analysis.add_step(step)
+    steps = analysed_steps(trial, params)
+    workers = analysis_threads(trial, params, steps) if threads is None else max(1, threads)
+    if workers == 1 or len(steps) == 1 or explain:
+        for step in steps:
+            analysis.add_step(step)
+    else:
+        for measured in _measured_in_parallel(analysis, steps, workers):
+            analysis.record(measured)
     return analysis.verdict()
+
+
+# Below this many bytes of step files to read, a second thread costs more than it saves.
+PARALLEL_BYTES = 32 << 20
+# Threads measuring steps at once: each holds up to stats.BUDGET_VALUES kept
+# gradient values (64 MiB of float32), so more threads would mostly cost memory.
+MAX_THREADS = 2
+
+
+def analysis_threads(trial: Trial, params: RuleParams, steps: Sequence[int]) -> int:
+    """How many threads measure steps: one per core (at most MAX_THREADS) when
+    the step files to read are large enough to pay for it.
+
+    Threads, not processes: numpy releases the GIL in the statistics, h5py's
+    reads are short, and a thread costs no start-up, no pickling and no second
+    copy of numpy in memory."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cores, MAX_THREADS, len(steps))
+    if workers < 2:
+        return 1
+    total = 0
+    for step in steps:
+        for step_file in trial.step_files(step, params.mode):
+            try:
+                total += step_file.path.stat().st_size
+            except OSError:
+                continue  # reported when the step is opened
+            if total >= PARALLEL_BYTES:
+                return workers
+    return 1
+
+
+def _measured_in_parallel(analysis: Analysis, steps: Sequence[int], workers: int) -> Iterator[StepMeasures]:
+    """Each step's measures, in step order, ``workers`` steps in flight at once.
+
+    A step that fails raises its error once the steps before it are yielded,
+    as a serial run would; the steps in flight after it are finished and
+    dropped, and none is started after it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = iter(steps)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poorinit-step") as pool:
+        in_flight = deque(pool.submit(analysis.measure, step) for step in islice(pending, workers))
+        while in_flight:
+            measured = in_flight.popleft().result()  # the first failure in step order raises here
+            for step in islice(pending, 1):
+                in_flight.append(pool.submit(analysis.measure, step))
+            yield measured
 
 
 def analyze(

@@ -13,6 +13,8 @@ import math
 import os
 import re
 import stat
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -270,9 +272,36 @@ class DatasetTensor:
             for part, extent in zip(selection, self.shape, strict=False)
             if isinstance(part, slice)
         ]
-        out = np.empty((*dims, *self.shape[len(selection):]), dtype=ds.dtype.newbyteorder("="))
+        out = _block_buffer((*dims, *self.shape[len(selection):]), ds.dtype.newbyteorder("="))
         ds.read_direct(out, selection)
         return out
+
+
+_recycled = threading.local()
+# Block buffers each thread keeps for reuse.
+RECYCLED_BUFFERS = 2
+
+
+def _block_buffer(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """An uninitialised array for a block: a buffer of an earlier block that
+    nobody holds any more, when there is one, else a new one.
+
+    Consumers may keep blocks (a list of them, a census): a buffer is reused
+    only when its reference count shows that no array or view of it is alive
+    outside this pool. A fresh 4 MiB array per block costs a thousand page
+    faults; a reused one, none."""
+    count = math.prod(shape)
+    pool: list[np.ndarray] = _recycled.__dict__.setdefault("buffers", [])
+    for buffer in pool:
+        # References: the pool's list, this loop's variable, getrefcount's argument.
+        if sys.getrefcount(buffer) == 3 and buffer.dtype == dtype and buffer.size >= count:
+            return buffer[:count].reshape(shape)
+    buffer = np.empty(count, dtype=dtype)
+    if count >= 1 << 16:
+        if len(pool) >= RECYCLED_BUFFERS:
+            pool.pop(0)
+        pool.append(buffer)
+    return buffer.reshape(shape)
 
 
 def _h5_reason(error: BaseException) -> str:
@@ -438,8 +467,10 @@ class StepReader:
         self.budget = _Budget(path, self._opened.st_size)
         try:
             # No file locking: step files are never written in place, and locks
-            # fail on read-only and network filesystems.
-            self._file = h5py.File(_hdf5_name(path, self._fd), "r", locking=False)
+            # fail on read-only and network filesystems. No chunk cache: every
+            # chunk is read once, front to back, so caching it only costs memory
+            # (1 MiB per open dataset by default, more than a block).
+            self._file = h5py.File(_hdf5_name(path, self._fd), "r", locking=False, rdcc_nbytes=0)
         except H5_ERRORS as error:
             os.close(self._fd)
             raise StepFileError(path, _open_problem(error)) from error
