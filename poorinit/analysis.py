@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from . import format as fmt
 from .checks.activations import depth_key
 from .checks.base import Check, CriterionResult, Selector, Status
 from .checks.registry import load_checks
 from .errors import NothingToAnalyseError
 from .params import RuleParams
 from .rule import Verdict, conclude
-from .trial import Tensor, Trial
+from .trial import Tensor
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
+    from .sources import TrialReader
 
 
 def _span(steps: Sequence[int]) -> str:
@@ -46,6 +48,7 @@ class StepMeasures:
     measures: dict[int, Any]  # check index -> figure
     names: set[str] = field(default_factory=set)
     wrong_collection: dict[int, set[str]] = field(default_factory=dict)
+    collections: set[str] = field(default_factory=set)  # every collection a tensor of the step is in
     # The workers whose files were read, and tensor -> workers whose file lacked it.
     read_workers: frozenset[int] = frozenset()
     missing_tensors: dict[str, list[int]] = field(default_factory=dict)
@@ -66,7 +69,7 @@ class Analysis:
     """The rule applied to one trial, step by step."""
 
     def __init__(
-        self, trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
+        self, trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
     ) -> None:
         from .diagnosis import DiagnosisMeasurer
 
@@ -77,6 +80,7 @@ class Analysis:
         self._measures: list[dict[int, Any]] = [{} for _ in self.checks]
         self._wrong_collection: list[set[str]] = [set() for _ in self.checks]
         self._names: set[str] = set()
+        self._collections: set[str] = set()
         self.steps: list[int] = []
         # What each analysed step was judged on: the workers whose files were
         # read, and (step, tensor) -> workers whose file lacked the tensor.
@@ -96,6 +100,7 @@ class Analysis:
         readers = []
         measures: dict[int, Any] = {}
         names: set[str] = set()
+        collections_seen: set[str] = set()
         wrong: dict[int, set[str]] = {}
         try:
             step_files = self.trial.step_files(step, self.params.mode)
@@ -111,6 +116,7 @@ class Analysis:
                 for reader, listed in listings:
                     for name, collections in listed:
                         names.add(name)
+                        collections_seen.update(collections)
                         if selector.matches(name, collections):
                             chosen.setdefault(name, []).append(reader.tensor(name))
                         elif selector.wrong_collection(name, collections):
@@ -123,7 +129,7 @@ class Analysis:
         finally:
             for reader in readers:
                 reader.close()
-        return StepMeasures(step, measures, names, wrong, read_workers, missing_tensors)
+        return StepMeasures(step, measures, names, wrong, collections_seen, read_workers, missing_tensors)
 
     def record(self, measured: StepMeasures) -> None:
         """Add a step measured by :meth:`measure` (in step order; again, when --follow re-reads it)."""
@@ -133,6 +139,7 @@ class Analysis:
         for index, names in measured.wrong_collection.items():
             self._wrong_collection[index] |= names
         self._names |= measured.names
+        self._collections |= measured.collections
         self._read_workers[step] = measured.read_workers
         for key in [key for key in self._missing_tensors if key[0] == step]:
             del self._missing_tensors[key]
@@ -212,6 +219,9 @@ class Analysis:
             reason = f"no tensor matched {selector.describe()} in {_span(self.steps)} of mode {self.params.mode}"
             if wrong:
                 reason += f" (matched by name but marked as another collection: {', '.join(sorted(wrong)[:3])})"
+            elif selector.collection == fmt.ACTIVATION_INPUTS and fmt.ACTIVATION_INPUTS not in self._collections:
+                # Say what was missing at the source, not only that a regex found nothing.
+                reason += ": no activation input was recorded (no tensor of collection 'activation_inputs')"
             results.append(check.result(Status.NOT_APPLICABLE, reason))
         return results
 
@@ -268,7 +278,7 @@ class Analysis:
         )
 
 
-def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
+def analysed_steps(trial: TrialReader, params: RuleParams) -> list[int]:
     """The first ``steps`` steps of the mode present in the trial, by step number."""
     steps = trial.steps(params.mode)
     if not steps:
@@ -278,7 +288,7 @@ def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
 
 
 def evaluate(
-    trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False,
+    trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False,
     threads: int | None = None,
 ) -> Verdict:
     """The verdict on the trial's first steps, measured on ``threads`` threads
@@ -303,7 +313,7 @@ PARALLEL_BYTES = 32 << 20
 MAX_THREADS = 2
 
 
-def analysis_threads(trial: Trial, params: RuleParams, steps: Sequence[int]) -> int:
+def analysis_threads(trial: TrialReader, params: RuleParams, steps: Sequence[int]) -> int:
     """How many threads measure steps: one per core (at most MAX_THREADS) when
     the step files to read are large enough to pay for it.
 
@@ -321,6 +331,8 @@ def analysis_threads(trial: Trial, params: RuleParams, steps: Sequence[int]) -> 
                 total += step_file.path.stat().st_size
             except OSError:
                 continue  # reported when the step is opened
+            except AttributeError:
+                continue  # a URL (poorinit.remote): read in order, one request at a time
             if total >= PARALLEL_BYTES:
                 return workers
     return 1
@@ -355,4 +367,6 @@ def analyze(
     strings accepted as on the command line. Raises a
     :class:`~poorinit.errors.PoorinitError` when the trial cannot be analysed.
     """
-    return evaluate(Trial(path), RuleParams.from_values(**params), checks, explain=explain)
+    from .sources import open_trial
+
+    return evaluate(open_trial(path), RuleParams.from_values(**params), checks, explain=explain)
