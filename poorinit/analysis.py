@@ -124,8 +124,11 @@ class Analysis:
                 if chosen:
                     measures[index] = check.measure(step, chosen)
             # A file rewritten in place while it was read was read half old, half new.
+            # (A reader of another format may have no such check.)
             for reader in readers:
-                reader.check_unchanged()
+                check_unchanged = getattr(reader, "check_unchanged", None)
+                if check_unchanged is not None:
+                    check_unchanged()
         finally:
             for reader in readers:
                 reader.close()
@@ -179,7 +182,10 @@ class Analysis:
 
     def workers(self) -> list[int]:
         """The workers that wrote step files of the analysed mode, anywhere in the trial."""
-        return list(self.trial.mode_workers(self.params.mode))
+        mode_workers = getattr(self.trial, "mode_workers", None)
+        if mode_workers is None:  # a reader of another format (poorinit/sources): its workers, all modes
+            return list(self.trial.workers)
+        return list(mode_workers(self.params.mode))
 
     @property
     def partial(self) -> bool:
