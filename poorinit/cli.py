@@ -243,7 +243,7 @@ def scan(roots: tuple[str, ...], fmt: str | None, output: str | None, quiet: boo
     if not found.trials:
         raise PoorinitError(
             f"no trials found below {', '.join(roots)} (a trial is a directory of step files named like "
-            f"{step_file_name(0)})"
+            f"{step_file_name(0)}, or a SageMaker Debugger trial)"
         )
 
     streaming = chosen is Format.JSONL
