@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from . import format as fmt
 from .checks.activations import depth_key
 from .checks.base import Check, CriterionResult, Selector, Status
 from .checks.registry import load_checks
@@ -47,6 +48,7 @@ class StepMeasures:
     measures: dict[int, Any]  # check index -> figure
     names: set[str] = field(default_factory=set)
     wrong_collection: dict[int, set[str]] = field(default_factory=dict)
+    collections: set[str] = field(default_factory=set)  # every collection a tensor of the step is in
 
 
 class Analysis:
@@ -65,6 +67,7 @@ class Analysis:
         self._measures: list[dict[int, Any]] = [{} for _ in self.checks]
         self._wrong_collection: list[set[str]] = [set() for _ in self.checks]
         self._names: set[str] = set()
+        self._collections: set[str] = set()
         self.steps: list[int] = []
         # The per-layer diagnosis reads the first analysed step's files while they are open.
         self._diagnosis = DiagnosisMeasurer(params) if explain else None
@@ -80,6 +83,7 @@ class Analysis:
         readers = []
         measures: dict[int, Any] = {}
         names: set[str] = set()
+        collections_seen: set[str] = set()
         wrong: dict[int, set[str]] = {}
         try:
             for step_file in self.trial.step_files(step, self.params.mode):
@@ -92,6 +96,7 @@ class Analysis:
                 for reader, listed in listings:
                     for name, collections in listed:
                         names.add(name)
+                        collections_seen.update(collections)
                         if selector.matches(name, collections):
                             chosen.setdefault(name, []).append(reader.tensor(name))
                         elif selector.wrong_collection(name, collections):
@@ -101,7 +106,7 @@ class Analysis:
         finally:
             for reader in readers:
                 reader.close()
-        return StepMeasures(step, measures, names, wrong)
+        return StepMeasures(step, measures, names, wrong, collections_seen)
 
     def record(self, measured: StepMeasures) -> None:
         """Add a step measured by :meth:`measure` (in step order)."""
@@ -110,6 +115,7 @@ class Analysis:
         for index, names in measured.wrong_collection.items():
             self._wrong_collection[index] |= names
         self._names |= measured.names
+        self._collections |= measured.collections
         self.steps.append(measured.step)
 
     def results(self) -> list[CriterionResult]:
@@ -123,6 +129,9 @@ class Analysis:
             reason = f"no tensor matched {selector.describe()} in {_span(self.steps)} of mode {self.params.mode}"
             if wrong:
                 reason += f" (matched by name but marked as another collection: {', '.join(sorted(wrong)[:3])})"
+            elif selector.collection == fmt.ACTIVATION_INPUTS and fmt.ACTIVATION_INPUTS not in self._collections:
+                # Say what was missing at the source, not only that a regex found nothing.
+                reason += ": no activation input was recorded (no tensor of collection 'activation_inputs')"
             results.append(check.result(Status.NOT_APPLICABLE, reason))
         return results
 
