@@ -336,6 +336,18 @@ def inspect(trial: str, fmt: str, debug: bool) -> int:
 
 
 @cli.command()
+@click.argument("source", type=click.Path(path_type=str, readable=False), metavar="SMDEBUG_TRIAL")
+@click.argument("target", type=click.Path(path_type=str, readable=False), metavar="OUT")
+@debug_option
+def convert(source: str, target: str, debug: bool) -> int:
+    """Write the SageMaker Debugger trial SMDEBUG_TRIAL as a poorinit trial in the new directory OUT."""
+    from .convert import convert as convert_trial
+
+    click.echo(convert_trial(source, target).line())
+    return EXIT_PASSED
+
+
+@cli.command()
 def checks() -> int:
     """List the criteria the rule applies (built-in and plugins)."""
     from .checks.registry import load_checks
