@@ -16,6 +16,7 @@ holds the GIL, so threads would not scale) or on a Dask cluster
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from . import format as fmt
 from .errors import PoorinitError
 
 if TYPE_CHECKING:
+    from .checks.base import Check
     from .params import RuleParams
     from .rule import Verdict
 
@@ -37,6 +39,11 @@ class TrialResult:
     trial: str
     verdict: Verdict | None = None
     error: str | None = None
+    # When the analysis started (seconds since the epoch) and how long it took:
+    # JUnit's timestamp and time. None when not measured; not part of equality,
+    # so two scans of the same trials compare equal.
+    started: float | None = field(default=None, compare=False)
+    seconds: float | None = field(default=None, compare=False)
 
     @property
     def status(self) -> str:
@@ -134,7 +141,9 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
     return Discovery(sorted(trials), unreadable)
 
 
-def analyse_trial(path: str, params: RuleParams, shown: str | None = None) -> TrialResult:
+def analyse_trial(
+    path: str, params: RuleParams, shown: str | None = None, checks: Sequence[type[Check]] | None = None
+) -> TrialResult:
     """Analyse one trial; never raises (a worker must hand every outcome back).
 
     ``path`` is where the worker reads the trial (absolute, for a cluster whose
@@ -145,13 +154,17 @@ def analyse_trial(path: str, params: RuleParams, shown: str | None = None) -> Tr
     from .sources import open_trial
 
     shown = path if shown is None else shown
+    started, clock = time.time(), time.perf_counter()
     try:
-        verdict = evaluate(open_trial(path), params)
+        verdict = evaluate(open_trial(path), params, checks)
     except PoorinitError as error:
-        return TrialResult(shown, error=" ".join(str(error).replace(path, shown).split()))
+        return TrialResult(shown, error=" ".join(str(error).replace(path, shown).split()), started=started,
+                           seconds=time.perf_counter() - clock)
     except Exception as error:  # one trial must not end the scan, whatever happened
-        return TrialResult(shown, error=f"internal error: {type(error).__name__}: {error}".replace(path, shown))
-    return TrialResult(shown, verdict=replace(verdict, trial=shown))
+        return TrialResult(shown, error=f"internal error: {type(error).__name__}: {error}".replace(path, shown),
+                           started=started, seconds=time.perf_counter() - clock)
+    return TrialResult(shown, verdict=replace(verdict, trial=shown), started=started,
+                       seconds=time.perf_counter() - clock)
 
 
 OnResult = Callable[[TrialResult], None]
@@ -161,13 +174,14 @@ BATCH_MAX = 16
 
 
 def scan_local(
-    trials: Sequence[str], params: RuleParams, jobs: int, on_result: OnResult | None = None
+    trials: Sequence[str], params: RuleParams, jobs: int, on_result: OnResult | None = None,
+    checks: Sequence[type[Check]] | None = None,
 ) -> list[TrialResult]:
     """Analyse ``trials`` here: in-process for one job, else in a pool of ``jobs`` processes."""
     results = []
     if jobs <= 1 or len(trials) <= 1:
         for shown in trials:
-            result = analyse_trial(_absolute(shown), params, shown)
+            result = analyse_trial(_absolute(shown), params, shown, checks)
             results.append(result)
             if on_result:
                 on_result(result)
@@ -186,7 +200,7 @@ def scan_local(
     with ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=context) as pool:
         # Absolute paths are made here, where the user's working directory is.
         futures = [
-            pool.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params)
+            pool.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks)
             for batch in batches
         ]
         try:
@@ -202,13 +216,16 @@ def scan_local(
     return results
 
 
-def analyse_batch(trials: Sequence[tuple[str, str]], params: RuleParams) -> list[TrialResult]:
+def analyse_batch(
+    trials: Sequence[tuple[str, str]], params: RuleParams, checks: Sequence[type[Check]] | None = None
+) -> list[TrialResult]:
     """``analyse_trial`` over (path, shown) pairs, in one worker task."""
-    return [analyse_trial(path, params, shown) for path, shown in trials]
+    return [analyse_trial(path, params, shown, checks) for path, shown in trials]
 
 
 def scan_dask(
-    trials: Sequence[str], params: RuleParams, address: str, on_result: OnResult | None = None
+    trials: Sequence[str], params: RuleParams, address: str, on_result: OnResult | None = None,
+    checks: Sequence[type[Check]] | None = None,
 ) -> list[TrialResult]:
     """Analyse ``trials`` on the Dask cluster whose scheduler listens at ``address``.
 
@@ -233,7 +250,8 @@ def scan_dask(
     try:
         # Absolute paths are made here: a worker's working directory is its own.
         futures = {
-            client.submit(analyse_trial, _absolute(shown), params, shown, pure=False): shown for shown in trials
+            client.submit(analyse_trial, _absolute(shown), params, shown, checks, pure=False): shown
+            for shown in trials
         }
         for future in as_completed(futures, loop=client.loop):
             try:
