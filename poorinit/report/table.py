@@ -1,8 +1,6 @@
 """The terminal report: a rich table of the criteria and one verdict line.
 
-For a scan: one row per trial, worst first, and one summary line. Every
-string from a file or path is a rich ``Text`` through poorinit/escape.py:
-never read as console markup, no control character reaching the terminal.
+For a scan: one row per trial, worst first, and one summary line.
 """
 
 from __future__ import annotations
@@ -61,7 +59,8 @@ def verdict_line(verdict: Verdict) -> Text:
 # where nothing else is wrapped (docs/cli.md, "Output").
 
 
-def renderable(verdict: Verdict) -> Group:
+def renderable(verdict: Verdict, show_warnings: bool = True) -> Group:
+    """The table, the reasons, the warnings (unless the caller prints them on stderr) and the verdict line."""
     span = f"steps {verdict.steps[0]}-{verdict.steps[-1]}" if verdict.steps else "no steps"
     title = escape.rich_text(f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}",
                              style="italic")
@@ -92,7 +91,8 @@ def renderable(verdict: Verdict) -> Group:
         from .diagnosis import renderable as diagnosis_renderable
 
         parts.append(diagnosis_renderable(verdict.diagnosis))
-    parts += [escape.rich_text(f"warning: {w}", style="yellow") for w in verdict.warnings]
+    if show_warnings:
+        parts += [escape.rich_text(f"warning: {w}", style="yellow") for w in verdict.warnings]
     parts.append(verdict_line(verdict))
     return Group(*parts)
 
