@@ -104,7 +104,10 @@ def cli() -> None:
 
 
 def _warn(message: str) -> None:
-    click.echo(f"poorinit: warning: {' '.join(message.split())}", err=True)
+    from .escape import stderr_line
+
+    # A newline or an escape sequence can only come from a name: shown escaped, on this one line.
+    click.echo(f"poorinit: warning: {stderr_line(message.strip())}", err=True)
 
 
 def _settings(config_file: str | None, values: dict[str, Any]) -> Any:
@@ -301,7 +304,10 @@ def _gate(results: list[Any], strict: bool, exit_zero: bool) -> int:
             if r.verdict.warnings:
                 parts.append(f"{len(r.verdict.warnings)} warning{'s' if len(r.verdict.warnings) > 1 else ''}")
             fate = "reported only (--exit-zero)" if exit_zero else "failing the gate (exit 1)"
-            click.echo(f"poorinit: strict: {r.trial}: passed with {' and '.join(parts)}; {fate}", err=True)
+            from .escape import stderr_line
+
+            click.echo(stderr_line(f"poorinit: strict: {r.trial}: passed with {' and '.join(parts)}; {fate}"),
+                       err=True)
             codes.append(EXIT_FIRED)
             continue
         codes.append(EXIT_PASSED)
@@ -389,10 +395,13 @@ def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float
     console = _stderr_console(color)
     if quiet or not console.is_terminal:
         return follow(trial, params, timeout=timeout, poll_interval=poll_interval, checks=checks)
-    with console.status(f"following {trial}: waiting for its first step") as status:
+    from . import escape
+
+    with console.status(escape.rich_text(f"following {trial}: waiting for its first step")) as status:
 
         def show(follower: Any) -> None:
-            status.update(f"following {trial}: {follower.analysed} of steps={params.steps} steps analysed")
+            status.update(escape.rich_text(f"following {trial}: {follower.analysed} of steps={params.steps} "
+                                           "steps analysed"))
 
         return follow(trial, params, timeout=timeout, poll_interval=poll_interval, checks=checks, on_poll=show)
 
@@ -434,7 +443,7 @@ def scan(roots: tuple[str, ...], fmt: tuple[str, ...], outputs: tuple[str, ...],
     if not found.trials:
         raise PoorinitError(
             f"no trials found below {', '.join(roots)} (a trial is a directory of step files named like "
-            f"{step_file_name(0)})"
+            f"{step_file_name(0)}, or a SageMaker Debugger trial)"
         )
 
     # JSON lines are written as each trial is analysed, to their file or stdout.
@@ -539,6 +548,18 @@ def inspect(trial: str, fmt: str, color: str, debug: bool) -> int:
 
 
 @cli.command()
+@click.argument("source", type=click.Path(path_type=str, readable=False), metavar="SMDEBUG_TRIAL")
+@click.argument("target", type=click.Path(path_type=str, readable=False), metavar="OUT")
+@debug_option
+def convert(source: str, target: str, debug: bool) -> int:
+    """Write the SageMaker Debugger trial SMDEBUG_TRIAL as a poorinit trial in the new directory OUT."""
+    from .convert import convert as convert_trial
+
+    click.echo(convert_trial(source, target).line())
+    return EXIT_PASSED
+
+
+@cli.command()
 @click.argument("name", required=False)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def checks(name: str | None, fmt: str) -> int:
@@ -573,7 +594,10 @@ def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
 
 
 def _error(message: str) -> None:
-    click.echo(f"poorinit: error: {' '.join(message.split())}", err=True)
+    from .escape import stderr_line
+
+    # A newline or an escape sequence can only come from a name: shown escaped, on this one line.
+    click.echo(f"poorinit: error: {stderr_line(message.strip())}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Scanning many trials: find them below roots, analyse them in parallel.
 
-Discovery lists names only. A trial is a directory holding at least one step
-file; the walk never descends into a trial (its subdirectories belong to it),
+Discovery lists names only. A trial is a directory holding at least one entry
+named like a step file (whatever it is: a broken link is the trial's error to
+report, not a reason to skip it); the walk never descends into a trial (its subdirectories belong to it),
 never follows a symbolic link out of the root it started from, and never
 enters a directory twice, so a link loop ends the walk instead of looping.
 
@@ -65,7 +66,30 @@ class Discovery:
 
 
 def _holds_step_files(entries: Sequence[os.DirEntry[str]]) -> bool:
-    return any(fmt.STEP_FILE_RE.match(e.name) and e.is_file() for e in entries)
+    """Whether the directory is a trial: any entry *named* like a step file counts.
+
+    Whatever the entry is (an unfetched git-annex or DVC link, a directory, a
+    pipe) it is the trial's to report: skipping it would let a trial whose
+    data was never fetched vanish from the scan, and the scan pass without it.
+    """
+    return any(fmt.STEP_FILE_RE.match(e.name) for e in entries)
+
+
+def _is_smdebug_trial(directory: str, entries: Sequence[os.DirEntry[str]]) -> bool:
+    """A SageMaker Debugger trial (events/ or index/ holding step directories; poorinit.smdebug)."""
+    if not any(e.name in ("events", "index") for e in entries):
+        return False
+    from .smdebug.layout import looks_like_smdebug
+    from .store import LocalStore
+
+    return looks_like_smdebug(LocalStore(), directory)
+
+
+def _absolute(shown: str) -> str:
+    """Where a worker reads a trial: an absolute path, or the URL as it is."""
+    from .sources import is_url
+
+    return shown if is_url(shown) else os.path.abspath(shown)
 
 
 def _inside(path: str, root: str) -> bool:
@@ -84,6 +108,13 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
     unreadable: list[tuple[str, str]] = []
     visited: set[tuple[int, int]] = set()
     for root in map(str, roots):
+        from .sources import is_url
+
+        if is_url(root):  # an object store: one recursive listing (poorinit.remote)
+            from .remote import discover as discover_remote
+
+            trials.extend(discover_remote(root))
+            continue
         if not os.path.isdir(root):
             problem = "no such directory" if not os.path.exists(root) else "is a file, not a directory of trials"
             raise PoorinitError(f"{root}: {problem}")
@@ -102,7 +133,7 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
             except OSError as error:
                 unreadable.append((directory, error.strerror or str(error)))
                 continue
-            if _holds_step_files(entries):
+            if _holds_step_files(entries) or _is_smdebug_trial(directory, entries):
                 trials.append(directory)
                 continue
             for entry in reversed(entries):
@@ -157,7 +188,7 @@ def scan_local(
     results = []
     if jobs <= 1 or len(trials) <= 1:
         for shown in trials:
-            result = analyse_trial(os.path.abspath(shown), params, shown, checks)
+            result = analyse_trial(_absolute(shown), params, shown, checks)
             results.append(result)
             if on_result:
                 on_result(result)
@@ -176,7 +207,7 @@ def scan_local(
     with ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=context) as pool:
         # Absolute paths are made here, where the user's working directory is.
         futures = [
-            pool.submit(analyse_batch, [(os.path.abspath(shown), shown) for shown in batch], params, checks)
+            pool.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks)
             for batch in batches
         ]
         try:
@@ -231,7 +262,7 @@ def scan_dask(
         batches = [trials[i : i + size] for i in range(0, len(trials), size)]
         # Absolute paths are made here: a worker's working directory is its own.
         futures = {
-            client.submit(analyse_batch, [(os.path.abspath(shown), shown) for shown in batch], params, checks,
+            client.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks,
                           pure=False): batch
             for batch in batches
         }
