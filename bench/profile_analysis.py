@@ -1,4 +1,4 @@
-"""Where the time of one analysis goes: python bench/profile.py TRIAL [--threads 1].
+"""Where the time of one analysis goes: python bench/profile_analysis.py TRIAL [--threads 1].
 
 Runs poorinit's analysis of TRIAL in this process under cProfile (one thread
 by default, so that the parts add up) and prints the share of each part of the
