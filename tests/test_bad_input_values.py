@@ -39,7 +39,9 @@ def write(path, steps=6, *, activations=None, gradients=None, loss=None):
 
 def criteria(result) -> dict:
     assert result.returncode in (0, 1), result.stderr
-    assert result.stderr == "", result.stderr  # no numpy overflow warning leaking
+    # poorinit's own warnings only: no numpy overflow warning leaking.
+    assert all(line.startswith("poorinit: warning: ") for line in result.stderr.splitlines()), result.stderr
+    assert "RuntimeWarning" not in result.stderr and "overflow encountered" not in result.stderr
     return {c["check"]: c for c in json.loads(result.stdout)["criteria"]}
 
 
@@ -95,3 +97,53 @@ def test_overflowed_moments_stay_overflowed_when_merged():
 @pytest.mark.parametrize("values, expected", [([1e308, 1e308], 1e308), ([1.0, 2.0, 3.0], 2.0), ([math.inf, 1.0], math.inf)])
 def test_the_loss_mean_never_overflows(values, expected):
     assert finite_mean(values) == expected
+
+
+@pytest.mark.parametrize(
+    "values, error_id",
+    [
+        ({"steps": True}, "parameter-number"),
+        ({"threshold": True}, "parameter-number"),
+        ({"threshold": math.inf}, "parameter-finite"),
+        ({"distribution_range": "inf"}, "parameter-finite"),
+        ({"steps": 10**400}, "parameter-number"),
+        ({"threshold": 10**400}, "parameter-number"),
+        ({"gradient_regex": {"a": 1}}, "parameter-patterns"),
+        ({"loss_regex": 3}, "parameter-patterns"),
+        ({"activation_inputs_regex": ["ok", 3]}, "parameter-patterns"),
+        ({"mode": ["train"]}, "parameter-mode"),
+    ],
+)
+def test_odd_parameter_values_raise_parameter_error_from_the_python_api(values, error_id):
+    """Not OverflowError, TypeError or AttributeError, and no silent acceptance: one documented message."""
+    from poorinit import ParameterError
+    from poorinit.params import RuleParams
+
+    from .test_errors_doc import documented, template_regex
+
+    with pytest.raises(ParameterError) as raised:
+        RuleParams.from_values(**values)
+    message = str(raised.value)
+    assert template_regex(documented()[error_id]).fullmatch(message), message
+    assert len(message) < 200
+
+
+@pytest.mark.parametrize(
+    "text, error_id",
+    [
+        ("steps = true", "parameter-number"),
+        ("threshold = inf", "parameter-finite"),
+        ('gradient_regex = {a = 1}', "parameter-patterns"),
+        ("steps = " + "9" * 400, "parameter-number"),
+    ],
+)
+def test_odd_config_values_are_one_typed_line(tmp_path, text, error_id):
+    from .test_errors_doc import documented, expect_error, template_regex
+
+    trial = write(tmp_path / "t")
+    config = tmp_path / "poorinit.toml"
+    config.write_text(f"[tool.poorinit]\n{text}\n")
+    message = expect_error(run("analyze", trial, "--config", config), "setting-source")
+    assert str(config) in message
+    inner = message.rsplit(" (from ", 1)[0]
+    assert template_regex(documented()[error_id]).fullmatch(inner), inner
