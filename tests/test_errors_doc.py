@@ -53,6 +53,8 @@ NOT_TRIGGERED = {
     "follow-timeout-first": "tests/test_follow.py",
     "follow-timeout": "tests/test_follow.py",
     "recording-no-torch": "an ImportError in a training script: tests/test_torch_package.py",
+    "recording-no-transformers": "an ImportError in a training script; transformers is in the test extra",
+    "recording-no-lightning": "an ImportError in a training script; lightning is in the test extra",
     "recording-dtype": "raised in a training script: tests/test_torch_recorder.py",
     "recording-nested": "raised in a training script",
     "recording-repeated-step": "raised in a training script",
