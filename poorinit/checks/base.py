@@ -36,8 +36,10 @@ REGEX_SECONDS = 1.0
 def _bounded(pattern: str) -> Any:
     """The pattern compiled by the ``regex`` package, whose matching takes a
     timeout (Python's ``re`` cannot be interrupted), with ``re``'s syntax."""
-    import regex
-
+    try:
+        import regex
+    except ImportError:  # an environment installed before the dependency was added: unbounded, as before
+        return _Unbounded(re.compile(pattern))
     try:
         return regex.compile(pattern, flags=regex.VERSION0)
     except regex.error:  # the few patterns only re accepts: matched by re, without a bound
