@@ -87,6 +87,11 @@ class Analysis:
         try:
             for step_file in self.trial.step_files(step, self.params.mode):
                 readers.append(self.trial.open(step_file))
+            if readers and not any(check.trial_attrs for check in self.checks):
+                # The first step file opened gives the trial's root attributes (num_classes).
+                attrs = readers[0].attrs
+                for check in self.checks:
+                    check.trial_attrs = attrs
             listings = [(reader, reader.tensor_names()) for reader in readers]
             if self._diagnosis is not None and self._diagnosis.measure is None:
                 self._diagnosis.take(step, listings)

@@ -36,6 +36,7 @@ RULE_OPTIONS: dict[str, dict[str, Any]] = {
     "gradient_regex": {"metavar": "REGEX[,REGEX]"},
     "loss_regex": {"metavar": "REGEX[,REGEX]"},
     "mode": {"type": click.Choice(MODES)},
+    "num_classes": {"metavar": "K"},
 }
 RUN_OPTIONS: dict[str, dict[str, Any]] = {
     "format": {"type": click.Choice(FORMAT_NAMES)},
