@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .checks.base import CriterionResult, Status
 from .errors import NothingToAnalyseError
@@ -31,6 +31,10 @@ class Verdict:
     warnings: tuple[str, ...] = ()
     # The per-layer view (poorinit/diagnosis.py), when it was asked for.
     diagnosis: Diagnosis | None = None
+    # Judged on part of the data: some worker's step file or tensor was missing
+    # at an analysed step (the warnings say which). A gate that must see
+    # everything (``--strict``) fails on it.
+    partial: bool = False
 
     @property
     def fired(self) -> bool:
@@ -45,6 +49,12 @@ class Verdict:
         """The CLI's contract: 1 when the rule fired, 0 when it did not."""
         return 1 if self.fired else 0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The ``poorinit.verdict`` JSON document, as ``analyze --format json`` prints it (docs/cli.md)."""
+        from .document import document
+
+        return document(self)
+
 
 def conclude(
     trial: str,
@@ -54,9 +64,10 @@ def conclude(
     warnings: Sequence[str] = (),
     holds: str = "",
     diagnosis: Diagnosis | None = None,
+    partial: bool = False,
 ) -> Verdict:
     """Combine criteria into a verdict, or refuse when none could be evaluated."""
     if all(c.status is Status.NOT_APPLICABLE for c in criteria):
         reasons = "; ".join(f"{c.check}: {c.reason}" for c in criteria)
         raise NothingToAnalyseError(f"{trial}: no criterion could be evaluated ({reasons}){holds}")
-    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings), diagnosis)
+    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings), diagnosis, partial)

@@ -107,6 +107,15 @@ class ActivationVarianceCheck(Check):
                         "signal overflowed (too large an initialisation?)",
                         figure=math.inf, limit=threshold, relation=">", step=step, tensor=name, direction="explode",
                     )
+                if layers[name].moments.overflowed:
+                    # Finite values whose variance does not fit float64 (|x| past
+                    # about 1e154): the ratio would be inf/inf = NaN, never the worst.
+                    return self.result(
+                        Status.FIRED,
+                        f"the variance of {name} overflows float64 at step {step}: the forward signal exploded "
+                        "(too large an initialisation?)",
+                        figure=math.inf, limit=threshold, relation=">", step=step, tensor=name, direction="explode",
+                    )
         per_step = [(step, ratio) for step in sorted(measures) if (ratio := _ratio(measures[step])) is not None]
         start = min(measures)
         layers = {n: m for n, m in measures[start].items() if m.moments.count >= 2}

@@ -25,6 +25,20 @@ from ..trial import Tensor
 from .base import Check, CriterionResult, Selector, Status
 
 
+def finite_mean(values: Sequence[float]) -> float:
+    """The mean of finite values, never overflowing: each is divided before summing.
+
+    ``np.mean([1e308, 1e308])`` sums first and gives inf (and a warning); a
+    loss that large is a number to judge, not a divergence.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(np.mean(values))
+    if math.isfinite(mean) or not all(math.isfinite(v) for v in values):
+        return mean
+    count = len(values)
+    return float(sum(value / count for value in values))
+
+
 def read_losses(tensors: Mapping[str, Sequence[Tensor]]) -> dict[str, float]:
     """Each selected loss tensor's value at one step, averaged over workers.
 
@@ -35,11 +49,12 @@ def read_losses(tensors: Mapping[str, Sequence[Tensor]]) -> dict[str, float]:
     for name, per_worker in tensors.items():
         values = []
         for tensor in per_worker:
-            data = np.concatenate([b.reshape(-1) for b in tensor.blocks()]) if tensor.size else np.empty(0)
-            if data.size != 1:
+            # The size is known from metadata: never read a huge "loss" to find it is not one value.
+            if tensor.size != 1:
                 raise TensorError(tensor.source, name, f"a loss holds one value, this holds shape {tensor.shape}")
+            data = np.concatenate([b.reshape(-1) for b in tensor.blocks()])
             values.append(float(data[0]))
-        losses[name] = float(np.mean(values))
+        losses[name] = finite_mean(values)
     return losses
 
 
@@ -95,29 +110,34 @@ class LossDecreaseCheck(Check):
         late = series[-patience:]
         early = series[max(0, len(series) - 2 * patience) : -patience]
         early_values, late_values = values[-len(late) - len(early) : -len(late)], values[-len(late) :]
-        early_mean, late_mean = float(early_values.mean()), float(late_values.mean())
+        early_mean, late_mean = finite_mean(list(early_values)), finite_mean(list(late_values))
         windows = (
             f"mean {late_mean:.4g} over steps {late[0][0]}-{late[-1][0]} vs "
             f"{early_mean:.4g} over steps {early[0][0]}-{early[-1][0]}"
         )
-        if float(values.max() - values.min()) <= FLAT * max(abs(float(values.mean())), 1e-12):
+        level = abs(finite_mean(list(values)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            moved = float(values.max()) - float(values.min())
+        if moved <= FLAT * max(level, 1e-12):
             return self.result(
                 Status.FIRED,
-                f"the loss does not change at all: {values.mean():.6g} at every one of steps {series[0][0]}-"
+                f"the loss does not change at all: {level:.6g} at every one of steps {series[0][0]}-"
                 f"{series[-1][0]}; no update moves the output (all-zero or dead weights?)",
                 figure=0.0, limit=RISE, relation=">", step=late[-1][0], tensor=name, per_step=per_step,
                 direction="dead",
             )
         # The change in units of its standard error: mini-batch noise alone moves the
         # window means, so only a rise well beyond it says the loss goes the wrong way.
-        noise = math.sqrt(_var(early_values) / len(early_values) + _var(late_values) / len(late_values))
-        change = late_mean - early_mean
+        with np.errstate(over="ignore", invalid="ignore"):
+            noise = math.sqrt(_var(early_values) / len(early_values) + _var(late_values) / len(late_values))
+            change = late_mean - early_mean
         if noise == 0:
             score = 0.0 if change == 0 else math.copysign(math.inf, change)
         else:
             score = change / noise
         relative = change / abs(early_mean) if early_mean else change
-        if score > RISE:
+        # "not <=" so that a figure that is not a number (inf - inf) never reads as a pass.
+        if not score <= RISE:
             return self.result(
                 Status.FIRED,
                 f"the loss rises beyond its batch noise ({relative:+.1%}, {score:.2g} standard errors): {windows}",
