@@ -20,8 +20,8 @@ from ..trial import Tensor
 from .base import Check, CriterionResult, Selector, Status
 from .loss import read_losses
 
-# Fires above this many times chance. Healthy starts of the labelled set
-# (docs/accuracy.md) begin at most LIMIT_EVIDENCE times ln K; see docs/rule.md.
+# Fires above this many times chance. The healthy starts of the labelled set's
+# development half begin at most 2.79 times ln K (docs/rule.md, docs/accuracy.md).
 LIMIT = 3.0
 
 
@@ -49,7 +49,7 @@ class InitialLossCheck(Check):
             )
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw != int(raw) or raw < 2:
             return None, f"the trial's num_classes attribute is {raw!r}, not a whole number >= 2; pass --num-classes K"
-        return int(raw), "the trial's num_classes attribute"
+        return int(raw), "trial's num_classes attribute"
 
     def judge(self, measures: Mapping[int, dict[str, float]]) -> CriterionResult:
         classes, source = self.classes()
