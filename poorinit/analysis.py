@@ -74,6 +74,8 @@ class Analysis:
                             self._wrong_collection[index].add(name)
                 if chosen:
                     self._measures[index][step] = check.measure(step, chosen)
+            if self._diagnosis is not None:
+                self._diagnosis.take_variances(step, listings, self.measures("activation_variance").get(step, {}))
         finally:
             for reader in readers:
                 reader.close()
@@ -104,8 +106,9 @@ class Analysis:
         """The per-layer view; rows only when the analysis was made with ``explain=True``."""
         from .diagnosis import build
 
-        return build(self._diagnosis.measure if self._diagnosis else None, self.params,
-                     self._layer_variances(), self._layer_saturation())
+        variances = self._diagnosis.variances if self._diagnosis else self._layer_variances()
+        return build(self._diagnosis.measure if self._diagnosis else None, self.params, variances,
+                     self._layer_saturation())
 
     def _layer_variances(self) -> dict[int, dict[str, float]]:
         return {step: {name: m.variance for name, m in layers.items()}

@@ -261,6 +261,25 @@ class DiagnosisMeasurer:
         self.weights = Selector(fmt.WEIGHTS, (_WEIGHT_NAME,))
         self.gradients = Selector(fmt.GRADIENTS, (_GRADIENT_NAME,))
         self.measure: StepMeasure | None = None
+        # Per step, the variance of every activation input (plots: one line per step).
+        self.variances: dict[int, dict[str, float]] = {}
+
+    def take_variances(self, step: int, listings: Iterable[tuple[Any, Sequence[tuple[str, Sequence[str]]]]],
+                       known: Mapping[str, Moments]) -> None:
+        """Each activation input's variance at ``step``: the activation-variance
+        check's figure where it measured the layer, else measured here (a tanh
+        layer outside the rule's ``.*relu_input`` regex)."""
+        pooled: dict[str, Moments] = {}
+        for reader, names in listings:
+            for name, collections in names:
+                if name in known or not self.activations.matches(name, collections):
+                    continue
+                total = pooled.get(name, Moments())
+                for block in reader.tensor(name).blocks():
+                    total = total.merge(Moments.of(block))
+                pooled[name] = total
+        merged = {**pooled, **known}
+        self.variances[step] = {name: m.variance for name, m in merged.items() if m.count}
 
     def take(self, step: int, listings: Iterable[tuple[Any, Sequence[tuple[str, Sequence[str]]]]]) -> None:
         """Measure ``step`` from open readers and their ``tensor_names()`` listings."""
