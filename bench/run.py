@@ -32,10 +32,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import trials  # noqa: E402
-from timing import PYTHON, Pair, poorinit_script, run, side_by_side  # noqa: E402
+from timing import PYTHON, Pair, interleaved, median_seconds, poorinit_script, run, side_by_side  # noqa: E402
 
 FLOOR = str(HERE / "floor.py")
+PHYSICAL = str(HERE / "physical.py")
 MiB = 1 << 20
+# poorinit as it was when issue 13 was filed (0.1.0 with the work of issues
+# 1-7): the scan row compares today's trials per second with its own, measured
+# in the same run. Override with --baseline.
+BASELINE_REVISION = "c255a5916edcb4b2b5e574762c94629da10d9b5e"
 
 
 @dataclass(frozen=True)
@@ -49,15 +54,16 @@ class Sizes:
     big_runs: int
     scan_trials: int
     scan_runs: int
+    small_runs: int
 
 
 FULL = Sizes(
     runs=5, analyse=(10, 16, 1 << 20), length_first=(10, 16, 1 << 16), length_total=10_000,
-    startup_runs=21, big_elements=1 << 28, big_runs=3, scan_trials=2_000, scan_runs=3,
+    startup_runs=21, big_elements=1 << 28, big_runs=3, scan_trials=2_000, scan_runs=3, small_runs=21,
 )
 SMOKE = Sizes(
     runs=1, analyse=(3, 4, 4096), length_first=(10, 4, 1024), length_total=100,
-    startup_runs=3, big_elements=1 << 20, big_runs=1, scan_trials=20, scan_runs=1,
+    startup_runs=3, big_elements=1 << 20, big_runs=1, scan_trials=20, scan_runs=1, small_runs=3,
 )
 
 
@@ -77,6 +83,8 @@ class Context:
     script: str
     rows: list[Row]
     mismatches: list[str]
+    baseline: str | None = None  # revision to compare scan with
+    smoke: bool = False
 
     def poorinit(self, *args: str) -> list[str]:
         return [self.script, *args]
@@ -128,13 +136,53 @@ def case_analyse(ctx: Context) -> None:
     steps, layers, elements = ctx.sizes.analyse
     progress(f"analyse: writing {steps} steps x {layers} layers x {elements:,} elements")
     trial = trials.layered_trial(ctx.tmp / "analyse", steps=steps, layers=layers, elements=elements)
-    pair = side_by_side(ctx.poorinit("analyze", str(trial)), [PYTHON, FLOOR, str(trial)], ctx.sizes.runs, ok=(0, 1))
-    exact = compare_figures(ctx, "analyse", verdict_json(ctx, trial), pair.b[-1].stdout)
+    runs = interleaved(
+        {
+            "poorinit": ctx.poorinit("analyze", str(trial)),
+            "physical": [PYTHON, PHYSICAL, str(trial)],
+            "floor": [PYTHON, FLOOR, str(trial)],
+        },
+        ctx.sizes.runs, ok=(0, 1),
+    )
+    ours, physical, floor = (median_seconds(runs[name]) for name in ("poorinit", "physical", "floor"))
+    exact = compare_figures(ctx, "analyse", verdict_json(ctx, trial), runs["floor"][-1].stdout)
+    size = f"{steps} steps x {layers} layers x {elements:,}-element activation inputs + gradients"
+    ctx.rows.append(Row(
+        "analyse vs physical floor",
+        f"`poorinit analyze` {seconds(ours)} vs reading the same bytes into preallocated buffers plus one "
+        f"`np.var` pass (bench/physical.py) {seconds(physical)} ({size}; {exact})",
+        f"{ours / physical:.2f}x", "<= 1.2x", ours / physical <= 1.2,
+    ))
     ctx.rows.append(Row(
         "analyse vs floor",
-        f"`poorinit analyze` {seconds(pair.a_seconds)} vs h5py+numpy {seconds(pair.b_seconds)} "
-        f"({steps} steps x {layers} layers x {elements:,}-element activation inputs + gradients; {exact})",
-        f"{pair.ratio:.2f}x", "<= 1.2x", pair.ratio <= 1.2,
+        f"`poorinit analyze` {seconds(ours)} vs h5py+numpy with `np.percentile` (bench/floor.py) {seconds(floor)}",
+        f"{ours / floor:.2f}x", "<= 0.25x", ours / floor <= 0.25,
+    ))
+    peak = max(r.peak_rss_mib for r in runs["poorinit"])
+    ctx.rows.append(Row(
+        "peak memory",
+        f"peak RSS of `poorinit analyze` on the trial above ({steps * layers * elements * 8 / MiB:,.1f} MiB of "
+        f"float32 tensors read); bench/physical.py peaks at {max(r.peak_rss_mib for r in runs['physical']):,.0f} MiB, "
+        f"bench/floor.py at {max(r.peak_rss_mib for r in runs['floor']):,.0f} MiB",
+        f"{peak:,.0f} MiB", "<= 160 MiB", peak <= 160,
+    ))
+
+
+def case_small(ctx: Context) -> None:
+    progress("small trials: poorinit analyze on a 10-step trial of kilobytes vs python -c 'import numpy, h5py'")
+    trial = trials.layered_trial(ctx.tmp / "small", steps=10, layers=3, elements=256)
+    runs = interleaved(
+        {"poorinit": ctx.poorinit("analyze", str(trial)), "imports": [PYTHON, "-c", "import numpy, h5py"]},
+        ctx.sizes.small_runs, ok=(0, 1),
+    )
+    ours, imports = median_seconds(runs["poorinit"]), median_seconds(runs["imports"])
+    heavy = heavy_imports(ctx.poorinit("analyze", str(trial)), {"rich", "click", "importlib.metadata"})
+    ctx.rows.append(Row(
+        "small trials",
+        f"`poorinit analyze` on 10 steps x 3 layers x 256 values {ours * 1000:.0f} ms vs "
+        f"`python -c \"import numpy, h5py\"` {imports * 1000:.0f} ms "
+        f"(of rich, click and importlib.metadata it imports {', '.join(heavy) if heavy else 'none'})",
+        f"{ours / imports:.2f}x", "<= 1.5x", ours / imports <= 1.5,
     ))
 
 
@@ -158,11 +206,12 @@ def case_length(ctx: Context) -> None:
     ))
 
 
-def heavy_imports(command: list[str]) -> list[str]:
-    """Which of numpy, h5py, rich a command imports (python -X importtime)."""
-    result = run([PYTHON, "-X", "importtime", *command])
-    loaded = {m[1] for m in re.finditer(r"\|\s*(\w+)\s*$", result.stderr, re.M)}
-    return sorted(loaded & {"numpy", "h5py", "rich"})
+def heavy_imports(command: list[str], watched: set[str] | None = None) -> list[str]:
+    """Which of ``watched`` (numpy, h5py, rich) modules a command imports (python -X importtime)."""
+    watched = {"numpy", "h5py", "rich"} if watched is None else watched
+    result = run([PYTHON, "-X", "importtime", *command], ok=(0, 1))
+    loaded = {m[1] for m in re.finditer(r"\|\s*([\w.]+)\s*$", result.stderr, re.M)}
+    return sorted(loaded & watched)
 
 
 def case_startup(ctx: Context) -> None:
@@ -208,6 +257,24 @@ def case_big(ctx: Context) -> None:
     ))
 
 
+def baseline_command(ctx: Context) -> tuple[list[str] | None, str]:
+    """The baseline revision's poorinit as a command (its package extracted with
+    git archive, run with this interpreter), or None and the reason."""
+    import subprocess
+
+    revision = ctx.baseline or BASELINE_REVISION
+    target = ctx.tmp / "baseline"
+    target.mkdir(exist_ok=True)
+    try:
+        archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", revision, "poorinit"],
+                                 capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", b"") or b""
+        return None, f"the baseline revision {revision[:12]} could not be extracted ({detail.decode().strip() or error})"
+    return ["env", f"PYTHONPATH={target}", PYTHON, "-m", "poorinit"], revision[:12]
+
+
 def case_scan(ctx: Context) -> None:
     if run(ctx.poorinit("scan", "--help"), ok=(0, 1, 2)).returncode != 0:
         ctx.rows.append(Row("scan", "scan: not available yet", "-", ">= 1.7x", None))
@@ -215,25 +282,95 @@ def case_scan(ctx: Context) -> None:
     count = ctx.sizes.scan_trials
     progress(f"scan: writing {count:,} small trials")
     root = trials.many_trials(ctx.tmp / "scan", count=count)
-    pair = side_by_side(ctx.poorinit("scan", str(root), "--jobs", "1", "--quiet"),
-                        ctx.poorinit("scan", str(root), "--jobs", "2", "--quiet"), ctx.sizes.scan_runs,
-                        ok=(0, 1), ok_b=(0, 1), warmup=False)
-    speedup = pair.ratio
+    commands = {
+        "jobs1": ctx.poorinit("scan", str(root), "--jobs", "1", "--quiet"),
+        "jobs2": ctx.poorinit("scan", str(root), "--jobs", "2", "--quiet"),
+    }
+    baseline, revision = baseline_command(ctx)
+    if baseline is not None:
+        commands["baseline"] = [*baseline, "scan", str(root), "--jobs", "2", "--quiet"]
+    cluster = None
+    try:
+        try:
+            import distributed
+        except ImportError:
+            distributed = None
+        if distributed is not None:
+            import logging
+
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            progress("scan: starting a 2-worker LocalCluster")
+            cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                               host="127.0.0.1", dashboard_address=None)
+            commands["dask"] = ctx.poorinit("scan", str(root), "--scheduler", cluster.scheduler_address, "--quiet")
+        runs = interleaved(commands, ctx.sizes.scan_runs, ok=(0, 1), warmup=False)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    times = {name: median_seconds(r) for name, r in runs.items()}
+
+    def rate(name: str) -> str:
+        return f"{seconds(times[name])} ({count / times[name]:,.0f} trials/s)"
+
+    speedup = times["jobs1"] / times["jobs2"]
     ctx.rows.append(Row(
-        "scan",
-        f"{count:,} small trials: `--jobs 2` {seconds(pair.b_seconds)} ({count / pair.b_seconds:,.0f} trials/s) "
-        f"vs `--jobs 1` {seconds(pair.a_seconds)} ({count / pair.a_seconds:,.0f} trials/s)",
+        "scan", f"{count:,} small trials: `--jobs 2` {rate('jobs2')} vs `--jobs 1` {rate('jobs1')}",
         f"{speedup:.2f}x", ">= 1.7x", speedup >= 1.7,
     ))
+    if "baseline" in times:
+        gain = times["baseline"] / times["jobs2"]
+        ctx.rows.append(Row(
+            "scan vs issue 13's start",
+            f"`--jobs 2` {rate('jobs2')} vs the same with poorinit {revision} {rate('baseline')}",
+            f"{gain:.2f}x", ">= 2x", gain >= 2,
+        ))
+    else:
+        ctx.rows.append(Row("scan vs issue 13's start", f"not measured: {revision}", "-", ">= 2x", None))
+    if "dask" in times:
+        share = times["jobs2"] / times["dask"]
+        ctx.rows.append(Row(
+            "scan on Dask",
+            f"`--scheduler` on a 2-worker LocalCluster {rate('dask')} vs `--jobs 2` {rate('jobs2')} (trials/s ratio)",
+            f"{share:.2f}x", ">= 0.9x", share >= 0.9,
+        ))
+    else:
+        ctx.rows.append(Row("scan on Dask", "not measured: dask.distributed is not installed "
+                            "(pip install 'poorinit[dask]')", "-", ">= 0.9x", None))
+
+
+def case_recording(ctx: Context) -> None:
+    """The recorder's rows come from bench/recording.py (issue 13's recording
+    and trial-size targets), which provides ``rows(smoke, tmp)`` returning
+    ``(figure, compared, measured, target, met)`` tuples."""
+    try:
+        import recording  # type: ignore[import-not-found]
+    except ImportError:
+        reason = "not yet measured: bench/recording.py (the recorder's benchmark) is not in this tree"
+        ctx.rows.append(Row("recording", reason, "-", "<= 1.3x", None))
+        ctx.rows.append(Row("trial size", reason, "-", "compression's read cost in the table", None))
+        return
+    progress("recording: bench/recording.py")
+    for figure, compared, measured, target, met in recording.rows(ctx.smoke, ctx.tmp / "recording"):
+        ctx.rows.append(Row(figure, compared, measured, target, met))
 
 
 CASES: dict[str, Callable[[Context], None]] = {
     "analyse": case_analyse,
+    "small": case_small,
     "length": case_length,
     "startup": case_startup,
     "big": case_big,
     "scan": case_scan,
+    "recording": case_recording,
 }
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages: on a shared machine, how loaded it was."""
+    try:
+        return " ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def machine() -> str:
@@ -260,13 +397,14 @@ def machine() -> str:
     )
 
 
-def render(ctx: Context, smoke: bool, elapsed: float) -> str:
+def render(ctx: Context, smoke: bool, elapsed: float, load_before: str) -> str:
     lines = [
         f"poorinit benchmark{' (smoke: tiny inputs, one run each; the figures mean nothing)' if smoke else ''}",
         f"machine: {machine()}",
         f"runs: medians of {ctx.sizes.runs} alternated runs per side "
-        f"({ctx.sizes.startup_runs} for start-up, {ctx.sizes.big_runs} for the big tensor, "
-        f"{ctx.sizes.scan_runs} for scan), after one warm-up run each; {elapsed:.0f} s in all",
+        f"({ctx.sizes.startup_runs} for start-up and small trials, {ctx.sizes.big_runs} for the big tensor, "
+        f"{ctx.sizes.scan_runs} for scan), after one warm-up run each (none for scan); {elapsed:.0f} s in all; "
+        f"load average before the run {load_before}",
         "",
         "| figure | what is compared | measured | target | met |",
         "|---|---|---|---|---|",
@@ -285,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(CASES), help=f"comma-separated cases of {', '.join(CASES)}")
     parser.add_argument("--runs", type=int, help="runs per side (default: 5, 1 with --smoke)")
     parser.add_argument("--tmp", help="where to build the trials (default: the system's temporary directory)")
+    parser.add_argument("--baseline", help=f"git revision the scan is compared with (default {BASELINE_REVISION[:12]})")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(CASES))
@@ -293,9 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     if args.runs:
         sizes = Sizes(**{**sizes.__dict__, "runs": args.runs, "big_runs": args.runs, "scan_runs": args.runs})
+    # Installed packages have their bytecode cached; a sandbox that forbids
+    # writing it would make every run compile poorinit again, a cost no user pays.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="poorinit-bench-", dir=args.tmp) as tmp:
-        ctx = Context(sizes, Path(tmp), poorinit_script(), [], [])
+        ctx = Context(sizes, Path(tmp), poorinit_script(), [], [], args.baseline, args.smoke)
         # Run in the temporary directory, so no pyproject.toml [tool.poorinit] of ours applies.
         home = os.getcwd()
         os.chdir(tmp)
@@ -304,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 CASES[name](ctx)
         finally:
             os.chdir(home)
-    print(render(ctx, args.smoke, time.perf_counter() - started), end="")
+    print(render(ctx, args.smoke, time.perf_counter() - started, load_before), end="")
     return 1 if ctx.mismatches else 0
 
 

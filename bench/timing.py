@@ -110,6 +110,28 @@ def side_by_side(
     return pair
 
 
+def interleaved(
+    commands: dict[str, Sequence[str]], runs: int, *, ok: Sequence[int] = (0,), warmup: bool = True
+) -> dict[str, list[Run]]:
+    """``runs`` runs of each command, interleaved (the order rotates from one
+    round to the next, so that none always runs first), after one unmeasured
+    run of each."""
+    names = list(commands)
+    if warmup:
+        for name in names:
+            run(commands[name], ok=ok)
+    results: dict[str, list[Run]] = {name: [] for name in names}
+    for index in range(runs):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(run(commands[name], ok=ok))
+    return results
+
+
+def median_seconds(runs: Sequence[Run]) -> float:
+    return statistics.median(r.seconds for r in runs)
+
+
 def poorinit_script() -> str:
     """The installed console script itself, not a shell shim in front of it
     (pyenv's adds a bash process to every call)."""

@@ -9,19 +9,24 @@ ask for the verdict at any point.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from . import format as fmt
 from .checks.activations import depth_key
 from .checks.base import Check, CriterionResult, Selector, Status
 from .checks.registry import load_checks
 from .errors import NothingToAnalyseError
 from .params import RuleParams
 from .rule import Verdict, conclude
-from .trial import Tensor, Trial
+from .trial import Tensor
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
+    from .sources import TrialReader
 
 
 def _span(steps: Sequence[int]) -> str:
@@ -35,11 +40,22 @@ def _gaps(steps: Sequence[int]) -> list[str]:
     return [f"{a + 1}-{b - 1}" if b - a > 2 else str(a + 1) for a, b in pairs if b - a > 1]
 
 
+@dataclass(frozen=True)
+class StepMeasures:
+    """What the checks measured at one step, before it joins the analysis."""
+
+    step: int
+    measures: dict[int, Any]  # check index -> figure
+    names: set[str] = field(default_factory=set)
+    wrong_collection: dict[int, set[str]] = field(default_factory=dict)
+    collections: set[str] = field(default_factory=set)  # every collection a tensor of the step is in
+
+
 class Analysis:
     """The rule applied to one trial, step by step."""
 
     def __init__(
-        self, trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
+        self, trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
     ) -> None:
         from .diagnosis import DiagnosisMeasurer
 
@@ -50,13 +66,24 @@ class Analysis:
         self._measures: list[dict[int, Any]] = [{} for _ in self.checks]
         self._wrong_collection: list[set[str]] = [set() for _ in self.checks]
         self._names: set[str] = set()
+        self._collections: set[str] = set()
         self.steps: list[int] = []
         # The per-layer diagnosis reads the first analysed step's files while they are open.
         self._diagnosis = DiagnosisMeasurer(params) if explain else None
 
     def add_step(self, step: int) -> None:
         """Open the step's files (one per worker), let every check measure, close."""
+        self.record(self.measure(step))
+
+    def measure(self, step: int) -> StepMeasures:
+        """Every check's figure for one step; changes nothing in this object
+        (but the diagnosis of ``explain``, which evaluate() never runs on
+        threads), so that several steps can be measured at once on threads."""
         readers = []
+        measures: dict[int, Any] = {}
+        names: set[str] = set()
+        collections_seen: set[str] = set()
+        wrong: dict[int, set[str]] = {}
         try:
             for step_file in self.trial.step_files(step, self.params.mode):
                 readers.append(self.trial.open(step_file))
@@ -65,21 +92,34 @@ class Analysis:
                 self._diagnosis.take(step, listings)
             for index, (check, selector) in enumerate(zip(self.checks, self._selectors, strict=True)):
                 chosen: dict[str, list[Tensor]] = {}
-                for reader, names in listings:
-                    for name, collections in names:
-                        self._names.add(name)
+                for reader, listed in listings:
+                    for name, collections in listed:
+                        names.add(name)
+                        collections_seen.update(collections)
                         if selector.matches(name, collections):
                             chosen.setdefault(name, []).append(reader.tensor(name))
                         elif selector.wrong_collection(name, collections):
-                            self._wrong_collection[index].add(name)
+                            wrong.setdefault(index, set()).add(name)
                 if chosen:
-                    self._measures[index][step] = check.measure(step, chosen)
+                    measures[index] = check.measure(step, chosen)
             if self._diagnosis is not None:
-                self._diagnosis.take_variances(step, listings, self.measures("activation_variance").get(step, {}))
+                known = next((measures.get(i, {}) for i, c in enumerate(self.checks)
+                              if c.name == "activation_variance"), {})
+                self._diagnosis.take_variances(step, listings, known)
         finally:
             for reader in readers:
                 reader.close()
-        self.steps.append(step)
+        return StepMeasures(step, measures, names, wrong, collections_seen)
+
+    def record(self, measured: StepMeasures) -> None:
+        """Add a step measured by :meth:`measure` (in step order)."""
+        for index, figure in measured.measures.items():
+            self._measures[index][measured.step] = figure
+        for index, names in measured.wrong_collection.items():
+            self._wrong_collection[index] |= names
+        self._names |= measured.names
+        self._collections |= measured.collections
+        self.steps.append(measured.step)
 
     def results(self) -> list[CriterionResult]:
         results = []
@@ -92,6 +132,9 @@ class Analysis:
             reason = f"no tensor matched {selector.describe()} in {_span(self.steps)} of mode {self.params.mode}"
             if wrong:
                 reason += f" (matched by name but marked as another collection: {', '.join(sorted(wrong)[:3])})"
+            elif selector.collection == fmt.ACTIVATION_INPUTS and fmt.ACTIVATION_INPUTS not in self._collections:
+                # Say what was missing at the source, not only that a regex found nothing.
+                reason += ": no activation input was recorded (no tensor of collection 'activation_inputs')"
             results.append(check.result(Status.NOT_APPLICABLE, reason))
         return results
 
@@ -147,7 +190,7 @@ class Analysis:
         )
 
 
-def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
+def analysed_steps(trial: TrialReader, params: RuleParams) -> list[int]:
     """The first ``steps`` steps of the mode present in the trial, by step number."""
     steps = trial.steps(params.mode)
     if not steps:
@@ -157,12 +200,72 @@ def analysed_steps(trial: Trial, params: RuleParams) -> list[int]:
 
 
 def evaluate(
-    trial: Trial, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
+    trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False,
+    threads: int | None = None,
 ) -> Verdict:
+    """The verdict on the trial's first steps, measured on ``threads`` threads
+    (default: :func:`analysis_threads`; one with ``explain``, whose diagnosis
+    reads the first step as it goes)."""
     analysis = Analysis(trial, params, checks, explain=explain)
-    for step in analysed_steps(trial, params):
-        analysis.add_step(step)
+    steps = analysed_steps(trial, params)
+    workers = analysis_threads(trial, params, steps) if threads is None else max(1, threads)
+    if workers == 1 or len(steps) == 1 or explain:
+        for step in steps:
+            analysis.add_step(step)
+    else:
+        for measured in _measured_in_parallel(analysis, steps, workers):
+            analysis.record(measured)
     return analysis.verdict()
+
+
+# Below this many bytes of step files to read, a second thread costs more than it saves.
+PARALLEL_BYTES = 32 << 20
+# Threads measuring steps at once: each holds up to stats.BUDGET_VALUES kept
+# gradient values (64 MiB of float32), so more threads would mostly cost memory.
+MAX_THREADS = 2
+
+
+def analysis_threads(trial: TrialReader, params: RuleParams, steps: Sequence[int]) -> int:
+    """How many threads measure steps: one per core (at most MAX_THREADS) when
+    the step files to read are large enough to pay for it.
+
+    Threads, not processes: numpy releases the GIL in the statistics, h5py's
+    reads are short, and a thread costs no start-up, no pickling and no second
+    copy of numpy in memory."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cores, MAX_THREADS, len(steps))
+    if workers < 2:
+        return 1
+    total = 0
+    for step in steps:
+        for step_file in trial.step_files(step, params.mode):
+            try:
+                total += step_file.path.stat().st_size
+            except OSError:
+                continue  # reported when the step is opened
+            except AttributeError:
+                continue  # a URL (poorinit.remote): read in order, one request at a time
+            if total >= PARALLEL_BYTES:
+                return workers
+    return 1
+
+
+def _measured_in_parallel(analysis: Analysis, steps: Sequence[int], workers: int) -> Iterator[StepMeasures]:
+    """Each step's measures, in step order, ``workers`` steps in flight at once.
+
+    A step that fails raises its error once the steps before it are yielded,
+    as a serial run would; the steps in flight after it are finished and
+    dropped, and none is started after it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = iter(steps)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poorinit-step") as pool:
+        in_flight = deque(pool.submit(analysis.measure, step) for step in islice(pending, workers))
+        while in_flight:
+            measured = in_flight.popleft().result()  # the first failure in step order raises here
+            for step in islice(pending, 1):
+                in_flight.append(pool.submit(analysis.measure, step))
+            yield measured
 
 
 def analyze(
@@ -176,4 +279,6 @@ def analyze(
     strings accepted as on the command line. Raises a
     :class:`~poorinit.errors.PoorinitError` when the trial cannot be analysed.
     """
-    return evaluate(Trial(path), RuleParams.from_values(**params), checks, explain=explain)
+    from .sources import open_trial
+
+    return evaluate(open_trial(path), RuleParams.from_values(**params), checks, explain=explain)

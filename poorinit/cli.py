@@ -189,9 +189,9 @@ def analyze(trial: str, fmt: str | None, output: str | None, quiet: bool, config
         verdict = _follow(trial, params, settings.value("timeout"), settings.value("poll_interval"), quiet)
     else:
         from .analysis import evaluate
-        from .trial import Trial
+        from .sources import open_trial
 
-        verdict = evaluate(Trial(trial), params, explain=explain)
+        verdict = evaluate(open_trial(trial), params, explain=explain)
     chosen = Format(settings.value("format"))
     _deliver(chosen, output, quiet, lambda: formatter(chosen)(verdict), lambda: _table().renderable(verdict),
              lambda: _table().verdict_line(verdict))

@@ -19,7 +19,9 @@ class TrialError(PoorinitError):
     """A trial directory or one of its files cannot be read as a trial."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = Path(path)
+        # An object-store URL stays a string: Path() would turn s3://b into s3:/b.
+        text = str(path)
+        self.path: Path | str = text if "://" in text else Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 

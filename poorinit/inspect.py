@@ -6,9 +6,10 @@ Lists from names, and opens only the first step file of each mode.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from .trial import TensorInfo, Trial
+from .sources import open_trial
+from .trial import TensorInfo
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,14 @@ class Description:
     finished: bool
     workers: list[int]
     modes: list[ModeSummary]
+    format: str = "poorinit"
+    # SageMaker Debugger trials: the hook's collections, and its worker names by poorinit's number.
+    collections: list[str] = field(default_factory=list)
+    worker_names: dict[int, str] = field(default_factory=dict)
 
 
 def describe(path: str) -> Description:
-    trial = Trial(path)
+    trial = open_trial(path)
     modes = []
     for mode in trial.modes:
         steps = trial.steps(mode)
@@ -36,7 +41,11 @@ def describe(path: str) -> Description:
         with trial.open(first) as reader:
             tensors = reader.infos()
         modes.append(ModeSummary(mode, steps, first.path.name, tensors))
-    return Description(str(trial.path), trial.finished, list(trial.workers), modes)
+    collections = list(getattr(trial, "collection_names", ()))
+    worker_names = getattr(trial, "worker_name", None)
+    names = {worker: worker_names(worker) for worker in trial.workers} if worker_names is not None else {}
+    return Description(str(trial.path), trial.finished, list(trial.workers), modes, trial.format_name, collections,
+                       names)
 
 
 def _steps(steps: list[int]) -> str:
@@ -58,8 +67,14 @@ def render_table(description: Description) -> None:
 
     console = make_console()
     state = "finished" if description.finished else "not marked finished"
-    console.print(Text.assemble((description.trial, "bold"),
-                                f" · {state} · workers {', '.join(map(str, description.workers))}"))
+    workers = ", ".join(
+        f"{worker} ({description.worker_names[worker]})" if worker in description.worker_names else str(worker)
+        for worker in description.workers
+    )
+    kind = "" if description.format == "poorinit" else " · SageMaker Debugger trial"
+    console.print(Text.assemble((description.trial, "bold"), f"{kind} · {state} · workers {workers}"))
+    if description.collections:
+        console.print(Text(f"collections: {', '.join(description.collections)}"))
     for summary in description.modes:
         console.print(Text(f"{summary.mode}: steps {_steps(summary.steps)} · tensors of {summary.first_step_file}",
                            style="italic"))

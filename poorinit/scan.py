@@ -118,11 +118,11 @@ def analyse_trial(path: str, params: RuleParams, shown: str | None = None) -> Tr
     ``path`` in the verdict and in error messages.
     """
     from .analysis import evaluate
-    from .trial import Trial
+    from .sources import open_trial
 
     shown = path if shown is None else shown
     try:
-        verdict = evaluate(Trial(path), params)
+        verdict = evaluate(open_trial(path), params)
     except PoorinitError as error:
         return TrialResult(shown, error=" ".join(str(error).replace(path, shown).split()))
     except Exception as error:  # one trial must not end the scan, whatever happened

@@ -1,7 +1,10 @@
 """Pure statistics over streamed blocks of values; no I/O, no printing.
 
 All accumulation is in float64 whatever the stored dtype, so a float16
-activation of a million elements has an exact enough variance. Non-finite
+activation of a million elements has an exact enough variance; float32 data
+(what networks store) is converted to float64 once per block, for the centred
+sum of squares, and its percentiles are found on float32 bit patterns without
+any conversion. Non-finite
 values are counted, never mixed into a figure: a NaN is evidence of an
 overflow, not a number to average.
 
@@ -11,7 +14,8 @@ default linear interpolation) in bounded memory. Data that fits
 data is read again, as few times as the histogram below needs (twice, almost
 always). The method, for ``n`` finite values:
 
-1. Count the values per *bin* of the top 16 bits of their float64 bit pattern.
+1. Count the values per *bin* of the top 16 bits of their bit pattern (float32
+   when every block holds float16 or float32 values, float64 otherwise).
    Mapped to an unsigned key (flip every bit of a negative number, the sign
    bit of a positive one), bit patterns sort exactly as the values do, so a
    bin is an interval of values and the cumulative counts tell which bin holds
@@ -20,7 +24,7 @@ always). The method, for ``n`` finite values:
    interpolates between (two per percentile), and select within them with
    ``np.partition``. A bin holding more than the budget is split by the next
    16 bits first (one more pass each time, four levels at most: a bin of all
-   64 bits holds one value, however often it repeats).
+   64 bits, or 32 for float32, holds one value, however often it repeats).
 """
 
 from __future__ import annotations
@@ -45,13 +49,110 @@ PARTITION_MAX = 1 << 18
 # arithmetic done on it.
 SCRATCH_MAX = 1 << 22
 
+# Values converted or indexed at a time: per-thread buffers of 256K values
+# (2 MiB of float64) stay in cache and keep two threads' memory small.
+SLICE = 1 << 18
+# Bytes of kept blocks in the whole process: one step of 16M float32 gradient
+# values. Kept blocks are copied into one arena, allocated once and reused
+# step after step, so the blocks a reader yields can be recycled at once and
+# no step pays again for fresh pages. The threads measuring steps at once take
+# the arena in turn; a census that finds it taken reads its source again
+# instead of holding more memory.
+KEPT_BYTES = 64 << 20
+
+
+class _Arena:
+    """The process-wide memory for kept blocks, held by one census at a time.
+
+    Allocated in segments as it is first needed (a trial of kilobytes never
+    allocates 64 MiB), then reused."""
+
+    SEGMENT = 4 << 20  # a block of 1M float32 values
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._segments: list[np.ndarray] = []
+        self._segment = self._used = self._before = 0
+
+    def take(self) -> _Arena | None:
+        """The arena, emptied, or None when another thread holds it."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        self._segment = self._used = self._before = 0
+        return self
+
+    def place(self, array: np.ndarray) -> np.ndarray | None:
+        """A copy of ``array`` in the arena, in native byte order; None when full."""
+        nbytes = array.nbytes
+        start = -(-self._used // 16) * 16
+        segment = self._segments[self._segment] if self._segment < len(self._segments) else None
+        if segment is None or start + nbytes > segment.size:
+            if segment is not None:  # on to the next segment
+                self._before += segment.size
+                self._segment += 1
+            start = 0
+            segment = self._segments[self._segment] if self._segment < len(self._segments) else None
+            if segment is None or segment.size < nbytes:
+                size = max(self.SEGMENT, nbytes)
+                if self._before + size > self.capacity:
+                    return None
+                segment = np.empty(size, dtype=np.uint8)
+                if self._segment < len(self._segments):
+                    self._segments[self._segment] = segment
+                else:
+                    self._segments.append(segment)
+        if self._before + start + nbytes > self.capacity:
+            return None
+        copy = segment[start : start + nbytes].view(array.dtype.newbyteorder("="))
+        np.copyto(copy, array.reshape(-1))
+        self._used = start + nbytes
+        return copy
+
+    def give_back(self) -> None:
+        self._lock.release()
+
+
+KEPT = _Arena(KEPT_BYTES)
+
 _BITS = 16
 _BINS = 1 << _BITS
-_SIGN = 1 << 63
-_ALL = (1 << 64) - 1
-# Index of the most significant uint16 of a float64 viewed as uint16s.
-_HIGH = 3 if sys.byteorder == "little" else 0
-# The top 16 bits of a float64 as stored, for each top-16-bit key: negative
+_LITTLE = sys.byteorder == "little"
+
+
+@dataclass(frozen=True)
+class _Width:
+    """Bit patterns of one float width: float32 values are ranked on their own
+    32-bit patterns, so their percentiles need no conversion to float64."""
+
+    bits: int
+    float: type
+    uint: type
+    pack: str  # struct codes of the float and of the unsigned integer
+
+    @property
+    def high(self) -> int:
+        """Index of the most significant uint16 of a value viewed as uint16s."""
+        return self.bits // 16 - 1 if _LITTLE else 0
+
+    @property
+    def sign(self) -> int:
+        return 1 << (self.bits - 1)
+
+    @property
+    def all(self) -> int:
+        return (1 << self.bits) - 1
+
+
+_W32 = _Width(32, np.float32, np.uint32, "fI")
+_W64 = _Width(64, np.float64, np.uint64, "dQ")
+_NARROW = (np.dtype(np.float16), np.dtype(np.float32))
+
+
+def _width_of(dtype: np.dtype) -> _Width:
+    return _W32 if dtype in _NARROW else _W64
+
+# The top 16 bits of a value as stored, for each top-16-bit key: negative
 # values (keys below 0x8000) come most negative first.
 _RAW_OF_KEY = np.concatenate([np.arange(_BINS - 1, _BINS // 2 - 1, -1), np.arange(_BINS // 2)]).astype(np.intp)
 
@@ -69,17 +170,18 @@ def _scratch(name: str, size: int, dtype: type) -> np.ndarray:
     return buffer[:size]
 
 
-def _finite_view(values: np.ndarray) -> tuple[np.ndarray, int, bool]:
-    """The finite values as a flat float64 array, how many were not finite, and
-    whether the array may be overwritten (it is then a scratch buffer, valid
-    until the next call, or a private copy)."""
+def _finite_view(values: np.ndarray, width: _Width = _W64) -> tuple[np.ndarray, int, bool]:
+    """The finite values as a flat array of ``width``'s float type, how many
+    were not finite, and whether the array may be overwritten (it is then a
+    scratch buffer, valid until the next call, or a private copy)."""
     array = np.asarray(values).reshape(-1)
-    if array.dtype == np.float64 and array.flags.c_contiguous:
+    if array.dtype == width.float and array.flags.c_contiguous:
         x, owned = array, False
     else:
-        x, owned = _scratch("float64", array.size, np.float64), True
+        x, owned = _scratch(f"float{width.bits}", array.size, width.float), True
         np.copyto(x, array, casting="same_kind")
-    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, or finite values summing past 1.8e308
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, or finite values summing past the limit
+        # float32 sums past 3.4e38 only send finite data down the slow path below.
         total = x.sum()
     if math.isfinite(total):  # a NaN or an infinity makes the sum non-finite
         return x, 0, owned
@@ -116,7 +218,12 @@ class Moments:
 
     @classmethod
     def of(cls, values: np.ndarray) -> Moments:
-        x, nonfinite, owned = _finite_view(values)
+        array = np.asarray(values).reshape(-1)
+        if array.dtype in _NARROW and array.size:
+            moments = cls._of_narrow(array)
+            if moments is not None:
+                return moments
+        x, nonfinite, owned = _finite_view(array)
         if not x.size:
             return cls(0, 0.0, 0.0, nonfinite)
         # Two passes over the block, squares summed pairwise. Not np.dot: a
@@ -127,6 +234,25 @@ class Moments:
             centred = np.subtract(x, mean, out=x if owned else _scratch("centred", x.size, np.float64))
             m2 = float(np.square(centred, out=centred).sum())
         return cls(int(x.size), mean, m2, nonfinite)
+
+    @classmethod
+    def _of_narrow(cls, array: np.ndarray) -> Moments | None:
+        """float16/32 values converted to float64 once: the sum is taken in
+        float64 on the way (it cannot overflow, so it also tells whether every
+        value is finite), the centred values land in a float64 buffer and are
+        squared and summed there. None when some value is not finite."""
+        total = float(np.add.reduce(array, dtype=np.float64))
+        if not math.isfinite(total):
+            return None
+        mean = total / array.size
+        m2 = 0.0
+        # In slices, so the float64 buffer stays small (and in cache) per thread.
+        with np.errstate(over="ignore"):
+            for start in range(0, array.size, SLICE):
+                part = array[start : start + SLICE]
+                centred = np.subtract(part, mean, out=_scratch("centred", part.size, np.float64), dtype=np.float64)
+                m2 += float(np.square(centred, out=centred).sum())
+        return cls(int(array.size), mean, m2, 0)
 
 
 def moments(blocks: Iterable[np.ndarray]) -> Moments:
@@ -180,9 +306,10 @@ def percentiles(
     ``np.percentile(finite_values, percents)`` (method "linear").
 
     Memory: at most ``budget`` of the source's values are held between passes
-    (its own blocks, not copies, so a source must not reuse a block's buffer)
-    and at most ``budget`` float64 values are gathered at a time, beyond
-    per-thread buffers of one block.
+    (copies in the process-wide arena of :data:`KEPT_BYTES`, so a source may
+    reuse a block's buffer once the next block is asked for; a one-shot
+    iterator's own blocks) and at most ``budget`` float64 values are gathered
+    at a time, beyond per-thread buffers of one block.
     """
     if budget < 1:
         raise ValueError(f"budget must be at least 1 value, not {budget}")
@@ -191,8 +318,23 @@ def percentiles(
             raise ValueError(f"percentiles must lie in [0, 100], not {q}")
     one_shot = iter(source) is source
     census = _Census(math.inf if one_shot else budget)
+    try:
+        return _percentiles(source, percents, budget, census)
+    finally:
+        census.release()
+
+
+def _percentiles(source: Iterable[np.ndarray], percents: Sequence[float], budget: int, census: _Census) -> Percentiles:
     for block in source:
         census.add(block)
+    if census.widened and census.kept is None:
+        # A float64 block came after float32 ones whose blocks were already
+        # dropped: count again, every value on float64 bit patterns.
+        wide = _Census(budget, _W64)
+        try:
+            return _percentiles(source, percents, budget, wide)
+        finally:
+            wide.release()
     n, nonfinite = census.count, census.nonfinite
     if not n:
         return Percentiles(tuple(math.nan for _ in percents), 0, nonfinite)
@@ -209,7 +351,7 @@ def percentiles(
         stats = {rank: float(values[rank]) for rank in ranks}
     else:
         blocks: Iterable[np.ndarray] = census.kept if census.kept is not None else source
-        stats = _order_statistics(blocks, census.key_histogram(), ranks, budget)
+        stats = _order_statistics(blocks, census.key_histogram(), ranks, budget, census.width)
     return Percentiles(tuple(_lerp(stats[p], stats[f], gamma) for p, f, gamma in plans), n, nonfinite)
 
 
@@ -235,77 +377,123 @@ def _lerp(a: float, b: float, t: float) -> float:
 
 class _Census:
     """The first pass: counts, a histogram of top-16-bit keys, and the blocks
-    themselves (as given, not copied) while they fit the budget."""
+    themselves (as given, not copied) while they fit the budget.
 
-    def __init__(self, budget: float) -> None:
+    The keys are float32 bit patterns while every block holds float16 or
+    float32 values (no conversion at all), float64 ones from the first block
+    that does not (``widened``: the histogram is then rebuilt from the kept
+    blocks, or, when they were dropped, the caller counts again)."""
+
+    def __init__(self, budget: float, width: _Width | None = None) -> None:
         self.budget = budget
+        self.width = width
+        self.widened = False
         self.count = 0
         self.nonfinite = 0
         self.kept: list[np.ndarray] | None = []
         self._kept_values = 0
+        self._arena: _Arena | None = None
         self._raw_histogram: np.ndarray | None = None
 
     def add(self, block: np.ndarray) -> None:
         array = np.asarray(block).reshape(-1)
-        x, nonfinite, _ = _finite_view(array)
+        width = _width_of(array.dtype)
+        if self.width is None:
+            self.width = width
+        elif width.bits > self.width.bits:
+            self.width, self.widened, self._raw_histogram = width, True, None
+        if self.kept is not None and self._kept_values + array.size <= self.budget:
+            self.keep(array)
+        elif self.kept is not None:
+            self.drop()
+        # After keep() and drop(), which may reuse the scratch buffer x lives in.
+        x, nonfinite, _ = _finite_view(array, self.width)
         self.count += x.size
         self.nonfinite += nonfinite
-        if self.kept is None:
+        if self.kept is None and not self.widened:
             self._histogram(x)
-            return
-        self.kept.append(array)
-        self._kept_values += array.size
-        if self._kept_values > self.budget:
-            self._histogram(x)
-            for kept in self.kept[:-1]:
-                self._histogram(_finite_view(kept)[0])
-            self.kept = None
 
     def _histogram(self, x: np.ndarray) -> None:
-        index = _scratch("index", x.size, np.intp)
-        np.copyto(index, _raw_prefixes(x))
-        counts = np.bincount(index, minlength=_BINS)
-        if self._raw_histogram is None:
-            self._raw_histogram = counts
-        else:
-            self._raw_histogram += counts
+        for start in range(0, x.size, SLICE):
+            part = x[start : start + SLICE]
+            index = _scratch("index", part.size, np.intp)
+            np.copyto(index, _raw_prefixes(part))
+            counts = np.bincount(index, minlength=_BINS)
+            if self._raw_histogram is None:
+                self._raw_histogram = counts
+            else:
+                self._raw_histogram += counts
+
+    def release(self) -> None:
+        """Give the arena back (the kept blocks in it are no longer valid)."""
+        if self._arena is not None:
+            self._arena = None
+            KEPT.give_back()
+
+    def keep(self, array: np.ndarray) -> None:
+        """Keep a block for the next pass: a copy in the process-wide arena, or,
+        for a one-shot source (budget unlimited), the block itself. Drops
+        everything when the arena is held by another thread or full."""
+        if self.budget == math.inf:
+            self.kept.append(array)  # type: ignore[union-attr]
+            self._kept_values += array.size
+            return
+        if self._arena is None and not self._kept_values:
+            self._arena = KEPT.take()
+        copy = None if self._arena is None else self._arena.place(array)
+        if copy is None:
+            self.drop()
+            return
+        self.kept.append(copy)  # type: ignore[union-attr]
+        self._kept_values += array.size
+
+    def drop(self) -> None:
+        """Stop keeping blocks (the source is read again), and give the arena back."""
+        if self.kept is not None and not self.widened:
+            for kept in self.kept:
+                self._histogram(_finite_view(kept, self.width)[0])
+        self.kept = None
+        self.release()
 
     def key_histogram(self) -> np.ndarray:
         """Counts per top-16-bit key, in the order of the values."""
         if self._raw_histogram is None:
             for kept in self.kept or ():
-                self._histogram(_finite_view(kept)[0])
+                self._histogram(_finite_view(kept, self.width or _W64)[0])
         if self._raw_histogram is None:
             return np.zeros(_BINS, dtype=np.intp)
         return self._raw_histogram[_RAW_OF_KEY]
 
 
 def _raw_prefixes(x: np.ndarray) -> np.ndarray:
-    """The top 16 bits of each float64 as stored (a strided view, no copy)."""
-    return x.view(np.uint16)[_HIGH::4]
+    """The top 16 bits of each value as stored (a strided view, no copy)."""
+    width = _width_of(x.dtype)
+    return x.view(np.uint16)[width.high :: width.bits // 16]
 
 
 def _keys(x: np.ndarray) -> np.ndarray:
-    """Unsigned keys that sort as the float64 values do (-0.0 just below +0.0)."""
-    bits = x.view(np.uint64)
-    negative = (bits >> np.uint64(63)).astype(bool)
-    return np.where(negative, ~bits, bits | np.uint64(_SIGN))
+    """Unsigned keys that sort as the values do (-0.0 just below +0.0)."""
+    width = _width_of(x.dtype)
+    bits = x.view(width.uint)
+    negative = (bits >> width.uint(width.bits - 1)).astype(bool)
+    return np.where(negative, ~bits, bits | width.uint(width.sign))
 
 
-def _value_of_key(key: int) -> float:
-    bits = key ^ _SIGN if key & _SIGN else ~key & _ALL
-    return float(struct.unpack("=d", struct.pack("=Q", bits))[0])
+def _value_of_key(key: int, width: _Width) -> float:
+    bits = key ^ width.sign if key & width.sign else ~key & width.all
+    return float(struct.unpack("=" + width.pack[0], struct.pack("=" + width.pack[1], bits))[0])
 
 
 @dataclass(frozen=True)
 class _Bin:
-    """The values whose key starts with ``prefix`` (``bits`` long); ``below``
-    values of the sample sort before them."""
+    """The values whose key starts with ``prefix`` (``bits`` long, of keys
+    ``width`` bits long); ``below`` values of the sample sort before them."""
 
     prefix: int
     bits: int
     below: int
     count: int
+    width: int = 64
 
     @property
     def raw_top(self) -> int:
@@ -315,7 +503,8 @@ class _Bin:
         """The values of ``x`` in this bin, given their raw top 16 bits."""
         inside = x[raw == self.raw_top]
         if self.bits > _BITS and inside.size:
-            inside = inside[(_keys(inside) >> np.uint64(64 - self.bits)) == np.uint64(self.prefix)]
+            uint = _width_of(x.dtype).uint
+            inside = inside[(_keys(inside) >> uint(self.width - self.bits)) == uint(self.prefix)]
         return inside
 
     def split(self, histogram: np.ndarray, rank: int) -> _Bin:
@@ -323,45 +512,51 @@ class _Bin:
         cumulative = np.cumsum(histogram)
         sub = int(np.searchsorted(cumulative, rank - self.below, side="right"))
         below = self.below + int(cumulative[sub] - histogram[sub])
-        return _Bin((self.prefix << _BITS) | sub, self.bits + _BITS, below, int(histogram[sub]))
+        return _Bin((self.prefix << _BITS) | sub, self.bits + _BITS, below, int(histogram[sub]), self.width)
 
 
-def _finite_blocks(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """The finite float64 values of each block; each valid until the next is asked for."""
+def _finite_blocks(blocks: Iterable[np.ndarray], width: _Width) -> Iterator[np.ndarray]:
+    """The finite values of each block as ``width``'s floats; each valid until the next is asked for."""
     for block in blocks:
-        yield _finite_view(block)[0]
+        yield _finite_view(block, width)[0]
 
 
 def _order_statistics(
-    blocks: Iterable[np.ndarray], key_histogram: np.ndarray, ranks: Sequence[int], budget: int
+    blocks: Iterable[np.ndarray], key_histogram: np.ndarray, ranks: Sequence[int], budget: int,
+    width: _Width | None = None,
 ) -> dict[int, float]:
     """The values of the given ranks (0 = smallest finite value), from a histogram
     of top-16-bit keys and as few further passes over ``blocks`` as needed."""
+    width = width or _W64
     cumulative = np.cumsum(key_histogram)
     bins: dict[int, _Bin] = {}
     for rank in ranks:
         key = int(np.searchsorted(cumulative, rank, side="right"))
-        bins[rank] = _Bin(key, _BITS, int(cumulative[key] - key_histogram[key]), int(key_histogram[key]))
+        bins[rank] = _Bin(
+            key, _BITS, int(cumulative[key] - key_histogram[key]), int(key_histogram[key]), width.bits
+        )
 
     # Split bins too big to gather, 16 bits at a time, one pass per level.
     while True:
-        crowded = sorted({b for b in bins.values() if b.count > budget and b.bits < 64}, key=lambda b: b.prefix)
+        crowded = sorted(
+            {b for b in bins.values() if b.count > budget and b.bits < width.bits}, key=lambda b: b.prefix
+        )
         if not crowded:
             break
         histograms = {b: np.zeros(_BINS, dtype=np.intp) for b in crowded}
-        for x in _finite_blocks(blocks):
+        for x in _finite_blocks(blocks, width):
             raw = _raw_prefixes(x)
             for b in crowded:
                 inside = b.members(x, raw)
                 if inside.size:
-                    shift = np.uint64(64 - b.bits - _BITS)
-                    sub = ((_keys(inside) >> shift) & np.uint64(_BINS - 1)).astype(np.intp)
+                    shift = width.uint(width.bits - b.bits - _BITS)
+                    sub = ((_keys(inside) >> shift) & width.uint(_BINS - 1)).astype(np.intp)
                     histograms[b] += np.bincount(sub, minlength=_BINS)
         bins = {rank: b.split(histograms[b], rank) if b in histograms else b for rank, b in bins.items()}
 
-    # A full 64-bit key is one value, however often it repeats.
-    values = {rank: _value_of_key(b.prefix) for rank, b in bins.items() if b.bits == 64}
-    wanted = sorted({b for b in bins.values() if b.bits < 64}, key=lambda b: b.prefix)
+    # A full key is one value, however often it repeats.
+    values = {rank: _value_of_key(b.prefix, width) for rank, b in bins.items() if b.bits == width.bits}
+    wanted = sorted({b for b in bins.values() if b.bits < width.bits}, key=lambda b: b.prefix)
     # Gather as many bins per pass as the budget allows (one pass, almost always).
     while wanted:
         group: list[_Bin] = []
@@ -372,7 +567,7 @@ def _order_statistics(
         gathered: dict[_Bin, list[np.ndarray]] = {b: [] for b in group}
         tops = np.zeros(_BINS, dtype=bool)
         tops[[b.raw_top for b in group]] = True
-        for x in _finite_blocks(blocks):
+        for x in _finite_blocks(blocks, width):
             raw = _raw_prefixes(x)
             chosen = np.take(tops, raw, out=_scratch("chosen", x.size, np.bool_))
             x, raw = x[chosen], raw[chosen]

@@ -13,6 +13,8 @@ import math
 import os
 import re
 import stat
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -216,9 +218,36 @@ class DatasetTensor:
             for part, extent in zip(selection, self.shape, strict=False)
             if isinstance(part, slice)
         ]
-        out = np.empty((*dims, *self.shape[len(selection):]), dtype=ds.dtype.newbyteorder("="))
+        out = _block_buffer((*dims, *self.shape[len(selection):]), ds.dtype.newbyteorder("="))
         ds.read_direct(out, selection)
         return out
+
+
+_recycled = threading.local()
+# Block buffers each thread keeps for reuse.
+RECYCLED_BUFFERS = 2
+
+
+def _block_buffer(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """An uninitialised array for a block: a buffer of an earlier block that
+    nobody holds any more, when there is one, else a new one.
+
+    Consumers may keep blocks (a list of them, a census): a buffer is reused
+    only when its reference count shows that no array or view of it is alive
+    outside this pool. A fresh 4 MiB array per block costs a thousand page
+    faults; a reused one, none."""
+    count = math.prod(shape)
+    pool: list[np.ndarray] = _recycled.__dict__.setdefault("buffers", [])
+    for buffer in pool:
+        # References: the pool's list, this loop's variable, getrefcount's argument.
+        if sys.getrefcount(buffer) == 3 and buffer.dtype == dtype and buffer.size >= count:
+            return buffer[:count].reshape(shape)
+    buffer = np.empty(count, dtype=dtype)
+    if count >= 1 << 16:
+        if len(pool) >= RECYCLED_BUFFERS:
+            pool.pop(0)
+        pool.append(buffer)
+    return buffer.reshape(shape)
 
 
 def _h5_reason(error: BaseException) -> str:
@@ -324,8 +353,10 @@ class StepReader:
         _check_step_file(path)
         try:
             # No file locking: step files are never written in place, and locks
-            # fail on read-only and network filesystems.
-            self._file = h5py.File(path, "r", locking=False)
+            # fail on read-only and network filesystems. No chunk cache: every
+            # chunk is read once, front to back, so caching it only costs memory
+            # (1 MiB per open dataset by default, more than a block).
+            self._file = h5py.File(path, "r", locking=False, rdcc_nbytes=0)
         except H5_ERRORS as error:
             raise StepFileError(path, _open_problem(error)) from error
         try:
@@ -490,7 +521,11 @@ class Trial:
     step is analysed, never skipped in silence.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    format_name = "poorinit"
+
+    def __init__(self, path: str | os.PathLike[str], also_looked_for: Sequence[str] = ()) -> None:
+        # What other trial formats looked for, for the error when there are no step files (poorinit.sources).
+        self._also_looked_for = tuple(also_looked_for)
         self.path = Path(path)
         self._check_root()
         try:
@@ -579,6 +614,7 @@ class Trial:
             hints.append(f"{len(others)} .h5 files named otherwise ({', '.join(others[:3])})")
         if any(p.name.startswith(".") and p.name.endswith(".tmp") for p in names):
             hints.append("only temporary files of a writer that has not finished or crashed")
+        hints.extend(f"nor {looked_for}" for looked_for in self._also_looked_for)
         shown = "".join(f"; {hint}" for hint in hints)
         return f"holds no step files (named like {example}){shown}; point poorinit at the directory the writer wrote"
 

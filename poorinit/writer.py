@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +29,7 @@ from . import format as fmt
 CHUNK_BYTES = 1 << 20
 
 ArrayLike = Any  # numpy arrays, Python floats, anything np.asarray accepts
+AttrValue = str | int | float | bool | Sequence[int | float]
 
 
 def chunk_shape(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES) -> tuple[int, ...]:
@@ -99,11 +100,18 @@ class TrialWriter:
         tensors: Mapping[str, tuple[ArrayLike, Iterable[str]]] | None = None,
         mode: str | None = None,
         worker: int | None = None,
+        attrs: Mapping[str, Mapping[str, AttrValue]] | None = None,
+        root_attrs: Mapping[str, AttrValue] | None = None,
     ) -> Path:
         """Write one step file atomically and return its path.
 
         The four keyword groups put each tensor in that collection; ``tensors``
-        takes ``name -> (array, collections)`` for anything else.
+        takes ``name -> (array, collections)`` for anything else. ``attrs``
+        gives tensors optional attributes (``name -> {attribute: value}``, e.g.
+        ``{"fc1.relu_input": {"activation": "relu", "order": 0}}``) and
+        ``root_attrs`` the step file's (``{"num_classes": 10}``): the optional
+        attributes of docs/format.md. Values are str, int, float, bool or a
+        list of numbers.
         """
         mode = self.mode if mode is None else mode
         worker = self.worker if worker is None else worker
@@ -120,6 +128,20 @@ class TrialWriter:
                 entries[name] = (_as_float_array(name, value, scalar), [collection])
         for name, (value, collections) in (tensors or {}).items():
             entries[name] = (_as_float_array(name, value, scalar=False), list(collections))
+
+        tensor_attrs = {name: dict(values) for name, values in (attrs or {}).items()}
+        for name, values in tensor_attrs.items():
+            if name not in entries:
+                raise ValueError(f"attributes given for tensor {name!r}, which is not written")
+            if fmt.COLLECTIONS_ATTR in values:
+                raise ValueError(f"tensor {name!r}: set collections through the groups, not as an attribute")
+            for key, value in values.items():
+                _check_attr(f"attribute {key!r} of tensor {name!r}", key, value)
+        root = dict(root_attrs or {})
+        for key, value in root.items():
+            if key in fmt.REQUIRED_ATTRS:
+                raise ValueError(f"root attribute {key!r} is written by the writer itself")
+            _check_attr(f"root attribute {key!r}", key, value)
 
         for name, (_, collections) in entries.items():
             _validate_name(name)
@@ -140,9 +162,13 @@ class TrialWriter:
                 f.attrs["step"] = step
                 _set_string_attr(f.attrs, "mode", mode)
                 f.attrs["worker"] = worker
+                for key, value in root.items():
+                    _set_attr(f.attrs, key, value)
                 group = f.create_group(fmt.TENSOR_GROUP)
                 for name, (array, collections) in entries.items():
-                    _write_dataset(group, name, array, collections)
+                    dataset = _write_dataset(group, name, array, collections)
+                    for key, value in tensor_attrs.get(name, {}).items():
+                        _set_attr(dataset.attrs, key, value)
             if self.fsync:
                 _fsync(temporary)
             os.replace(temporary, final)
@@ -184,7 +210,33 @@ def _set_string_attr(attrs: Any, name: str, value: str) -> None:
     attrs.create(name, encoded, dtype=h5py.string_dtype("utf-8", max(1, len(encoded))))
 
 
-def _write_dataset(group: Any, name: str, array: np.ndarray, collections: list[str]) -> None:
+def _check_attr(what: str, key: str, value: Any) -> None:
+    """Refuse, before any file is made, a value the optional attributes cannot hold."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{what}: attribute names are non-empty strings")
+    if isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_)):
+        return
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in value
+    ):
+        return
+    raise TypeError(f"{what} is a {type(value).__name__}; attributes hold str, int, float, bool or a list of numbers")
+
+
+def _set_attr(attrs: Any, key: str, value: Any) -> None:
+    if isinstance(value, str):
+        _set_string_attr(attrs, key, value)
+    elif isinstance(value, (bool, np.bool_)):
+        attrs[key] = np.bool_(value)
+    elif isinstance(value, (int, np.integer)):
+        attrs[key] = np.int64(value)
+    elif isinstance(value, (float, np.floating)):
+        attrs[key] = np.float64(value)
+    else:
+        attrs[key] = np.asarray(value, dtype=np.float64 if any(isinstance(v, float) for v in value) else np.int64)
+
+
+def _write_dataset(group: Any, name: str, array: np.ndarray, collections: list[str]) -> Any:
     import h5py
 
     array = np.ascontiguousarray(array)
@@ -212,3 +264,4 @@ def _write_dataset(group: Any, name: str, array: np.ndarray, collections: list[s
         )
     if collections:
         _set_string_attr(dataset.attrs, fmt.COLLECTIONS_ATTR, ",".join(collections))
+    return dataset

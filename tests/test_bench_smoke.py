@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ("analyse vs floor", "trial length", "start-up", "big tensor: memory", "big tensor: time", "scan")
+FIGURES = ("analyse vs physical floor", "analyse vs floor", "peak memory", "small trials", "trial length", "start-up",
+           "big tensor: memory", "big tensor: time", "scan", "scan vs issue 13's start", "scan on Dask", "recording",
+           "trial size")
 
 
 def test_smoke_benchmark_prints_the_table(tmp_path):

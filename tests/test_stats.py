@@ -246,3 +246,54 @@ def test_dataset_blocks_cover_the_tensor_once_in_c_order(tmp_path):
             blocks = list(DatasetTensor(f[name], name, 0, tmp_path / "t.h5").blocks())
             assert all(b.size <= BLOCK_ELEMENTS and b.dtype.isnative for b in blocks)
             assert np.array_equal(np.concatenate(blocks), expected.reshape(-1))
+
+
+# --- float32 data is ranked on its own bit patterns ---------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.float32(1.0) + rng.normal(0, 1e-6, 50_000).astype(np.float32),  # a few float32 values, many ties
+        rng.integers(0, 4, 50_000).astype(np.float32),
+        np.concatenate([np.zeros(1000, np.float32), -np.zeros(1000, np.float32), rng.normal(size=100).astype(np.float32)]),
+        np.array([1e-45, -1e-45, 0.0, 1.2e-38, -1.2e-38] * 30, dtype=np.float32),  # float32 subnormals
+        np.concatenate([np.full(10, -3e38, np.float32), np.full(10, 3e38, np.float32)]),  # sums overflow float32
+        rng.normal(size=300_000).astype(np.float16),
+    ],
+    ids=["ties", "four-values", "signed-zeros", "subnormals", "near-limit", "float16"],
+)
+@pytest.mark.parametrize("budget", [1, 100, None])
+def test_float32_samples_equal_numpy_to_the_last_bit(values, budget):
+    assert_numpy_percentiles(values, budget=budget)
+
+
+def test_a_float64_block_after_dropped_float32_blocks_counts_again():
+    blocks = [rng.normal(size=1000).astype(np.float32) for _ in range(5)] + [rng.normal(size=1000)]
+    source = Reiterable(blocks)
+    result = percentiles(source, QS, budget=1500)
+    assert list(result.values) == list(np.percentile(np.concatenate([b.astype(np.float64) for b in blocks]), QS))
+    assert source.passes == 3  # float32 census, float64 census, gathering
+
+
+def test_float32_moments_agree_with_numpy_in_float64():
+    values = rng.normal(1e3, 1e-1, 3 * SCRATCH_MAX // 2).astype(np.float32)
+    m = Moments.of(values)
+    assert m.mean == pytest.approx(values.mean(dtype=np.float64), rel=1e-12)
+    assert m.variance == pytest.approx(values.var(dtype=np.float64), rel=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    parts=st.lists(
+        st.tuples(st.sampled_from([np.float16, np.float32, np.float64]),
+                  st.lists(st.floats(-6e4, 6e4, allow_nan=False, width=16), min_size=1, max_size=40)),
+        min_size=1, max_size=5,
+    ),
+    budget=st.integers(1, 120),
+)
+def test_blocks_of_any_float_widths_pool_exactly(parts, budget):
+    blocks = [np.array(values, dtype=dtype) for dtype, values in parts]
+    result = percentiles(Reiterable(blocks), QS, budget=budget)
+    expected = np.percentile(np.concatenate([b.astype(np.float64) for b in blocks]), QS)
+    assert list(result.values) == list(expected)

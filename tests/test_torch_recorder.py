@@ -95,20 +95,28 @@ def test_explicit_step_numbers_continue_from_the_last(tmp_path):
     assert step_numbers(tmp_path / "t") == [10, 11]
 
 
+def hooks_and_modes(model: nn.Module) -> tuple[int, int]:
+    """(forward hooks on all modules, torch function modes active): what the recorder adds."""
+    hooks = sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+    return hooks, torch._C._len_torch_function_stack()
+
+
 def test_unrecorded_steps_run_without_hooks(tmp_path):
     model = Net()
-    activations = [model.net[1], model.net[3]]
     seen = []
     with Recorder(model, tmp_path / "t", steps=[1]) as rec:
         for _ in range(3):
             with rec.step():
-                seen.append([len(m._forward_pre_hooks) for m in activations])
+                seen.append(hooks_and_modes(model))
                 model.zero_grad()
                 loss = model(torch.randn(2, 4)).sum()
                 loss.backward()
                 rec.loss(loss)
-            assert all(len(m._forward_pre_hooks) == 0 for m in activations)
-    assert seen == [[0, 0], [1, 1], [0, 0]]
+            assert hooks_and_modes(model) == (0, 0)
+    modules = len(list(model.modules()))
+    # A recorded step: a pre- and a post-hook per module (which module runs), one
+    # pre-hook per activation module (its input), one function mode (F.relu & co).
+    assert seen == [(0, 0), (2 * modules + 2, 1), (0, 0)]
 
 
 def test_weights_before_the_update_and_gradients_after_backward(tmp_path):
@@ -167,7 +175,7 @@ def test_an_exception_leaves_the_trial_unfinished_and_the_step_unwritten(tmp_pat
             raise RuntimeError("boom")
     assert step_numbers(tmp_path / "t") == [0, 1]
     assert not Trial(tmp_path / "t").finished
-    assert all(len(m._forward_pre_hooks) == 0 for m in (model.net[1], model.net[3]))
+    assert hooks_and_modes(model) == (0, 0)
 
 
 def test_a_recorded_step_needs_a_loss_and_gradients(tmp_path):

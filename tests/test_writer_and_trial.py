@@ -154,3 +154,53 @@ def test_non_float_dataset_is_refused_when_read(tmp_path):
     trial = Trial(tmp_path)
     with trial.open(trial.files[0]) as reader, pytest.raises(TensorError, match="'ints': dtype int64"):
         reader.tensor("ints")
+
+
+# -- optional attributes (docs/format.md): what the recorder says about a tensor --
+
+
+def test_optional_attributes_are_written_on_tensors_and_the_root(tmp_path):
+    with TrialWriter(tmp_path) as writer:
+        path = writer.write_step(
+            0,
+            activation_inputs={"fc1.relu_input": np.ones((4, 3), np.float32)},
+            weights={"fc1.weight": np.ones((3, 3), np.float32)},
+            losses={"loss": 0.5},
+            attrs={
+                "fc1.relu_input": {"activation": "leaky_relu", "order": 0, "negative_slope": 0.2, "after": "LayerNorm",
+                                   "module": "encoder.layers.0"},
+                "fc1.weight": {"module": "Linear", "flags": [1, 2]},
+            },
+            root_attrs={"num_classes": 10, "note": "é", "ok": True},
+        )
+    with h5py.File(path, "r") as f:
+        assert f.attrs["num_classes"] == 10 and f.attrs["ok"] is np.True_
+        assert f.attrs["note"] == "é".encode()
+        relu = f["tensors/fc1.relu_input"].attrs
+        assert relu["activation"] == b"leaky_relu" and relu["order"] == 0 and relu["negative_slope"] == 0.2
+        assert relu["collections"] == b"activation_inputs"
+        assert f["tensors/fc1.weight"].attrs["flags"].tolist() == [1, 2]
+        # Every string attribute is fixed-length: it sits in the checksummed object header.
+        for attrs in (f.attrs, relu):
+            for key in attrs:
+                string = h5py.check_string_dtype(attrs.get_id(key).dtype)
+                assert string is None or string.length is not None, key
+    # A reader that knows nothing of them reads the trial as before.
+    assert Trial(tmp_path).steps() == [0]
+
+
+@pytest.mark.parametrize(
+    "attrs, root, error, match",
+    [
+        ({"nope": {"a": 1}}, {}, ValueError, "attributes given for tensor 'nope', which is not written"),
+        ({"loss": {"collections": "x"}}, {}, ValueError, "set collections through the groups"),
+        ({"loss": {"a": {"b": 1}}}, {}, TypeError, "attribute 'a' of tensor 'loss' is a dict"),
+        ({}, {"step": 3}, ValueError, "root attribute 'step' is written by the writer itself"),
+        ({}, {"names": ["a", "b"]}, TypeError, "root attribute 'names' is a list"),
+    ],
+)
+def test_attributes_the_format_cannot_hold_are_refused_before_writing(tmp_path, attrs, root, error, match):
+    writer = TrialWriter(tmp_path)
+    with pytest.raises(error, match=match):
+        writer.write_step(0, losses={"loss": 1.0}, attrs=attrs, root_attrs=root)
+    assert not list(tmp_path.iterdir())

@@ -3,7 +3,8 @@
 This package is the only part of poorinit that imports torch; the rest of
 poorinit (reading, judging, reporting) never needs it. Its modules:
 
-- ``modules``: which modules are activations, and their kinds;
+- ``modules``: which modules are activations, which module runs, which produced a tensor;
+- ``functional``: functional activations (``F.relu``) seen through a TorchFunctionMode;
 - ``recorder``: ``Recorder``, the step logic and the writing.
 
 See docs/recording.md.
@@ -22,6 +23,6 @@ except ImportError as error:
     ) from None
 
 from .modules import ACTIVATION_KINDS, activation_kind
-from .recorder import Recorder, RecordingError
+from .recorder import Recorder, RecordingError, RecordingWarning
 
-__all__ = ["ACTIVATION_KINDS", "Recorder", "RecordingError", "activation_kind"]
+__all__ = ["ACTIVATION_KINDS", "Recorder", "RecordingError", "RecordingWarning", "activation_kind"]

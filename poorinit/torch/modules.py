@@ -1,4 +1,4 @@
-"""Which modules are activations, and what kind each is.
+"""Module hooks: which modules are activations, which module is running, which produced a tensor.
 
 The kind names the tensor (``<module path>.<kind>_input``), so it is part of
 the trial format's conventions: see docs/recording.md.
@@ -6,9 +6,15 @@ the trial format's conventions: see docs/recording.md.
 
 from __future__ import annotations
 
-from torch import nn
+import weakref
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["ACTIVATION_KINDS", "activation_kind"]
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["ACTIVATION_KINDS", "ModuleTracker", "activation_kind"]
 
 # Module class -> the kind in ``<module path>.<kind>_input``. The kinds are
 # torch.nn.functional's names, so SageMaker's default regex ``.*relu_input``
@@ -45,3 +51,74 @@ def activation_kind(module: nn.Module) -> str | None:
         if kind is not None:
             return kind
     return None
+
+
+def activation_slope(module: nn.Module) -> float | None:
+    """The negative slope of a leaky ReLU module (the rule may read it), None for others."""
+    slope = getattr(module, "negative_slope", None) if isinstance(module, nn.LeakyReLU) else None
+    return float(slope) if slope is not None else None
+
+
+class ModuleTracker:
+    """While a recorded step runs: the stack of modules running, and who produced which tensor.
+
+    A forward-pre-hook pushes a module's path and a forward hook pops it, so a
+    functional activation knows which module called it (the innermost one on
+    the stack). The forward hook also notes each output tensor's producer by
+    identity (held weakly), so an activation input can say what it comes
+    after: ``after="BatchNorm1d"`` tells the rule a normalisation layer set its
+    scale. The innermost producer wins: ``nn.Sequential`` returns its last
+    child's output, which is that child's, not the container's.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.stack: list[tuple[str, nn.Module]] = []
+        self._produced: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
+        self._handles: list[RemovableHandle] = []
+        for path, module in model.named_modules():
+            self._handles.append(module.register_forward_pre_hook(self._enter(path)))
+            # always_call: the stack stays right when a forward raises and the
+            # training script catches it (a skipped batch, say).
+            self._handles.append(module.register_forward_hook(self._leave(path), always_call=True))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.stack.clear()
+        self._produced.clear()
+
+    @property
+    def current(self) -> tuple[str, nn.Module] | None:
+        """The innermost running module (path, module), None outside the model's forward."""
+        return self.stack[-1] if self.stack else None
+
+    def producer(self, tensor: Any) -> str | None:
+        """Class name of the module whose output ``tensor`` is, None when no module made it."""
+        entry = self._produced.get(id(tensor))
+        if entry is None or entry[0]() is not tensor:
+            return None
+        return entry[1]
+
+    def _enter(self, path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            self.stack.append((path, module))
+
+        return hook
+
+    def _leave(self, path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            # Pop down to this module: a forward that raised inside a child
+            # (caught within this forward) left the child on the stack.
+            while self.stack:
+                top_path, top = self.stack.pop()
+                if top is module and top_path == path:
+                    break
+            name = type(module).__name__
+            for tensor in output if isinstance(output, (tuple, list)) else (output,):
+                if isinstance(tensor, torch.Tensor):
+                    entry = self._produced.get(id(tensor))
+                    if entry is None or entry[0]() is not tensor:
+                        self._produced[id(tensor)] = (weakref.ref(tensor), name)
+
+        return hook

@@ -8,8 +8,11 @@ a step that is not recorded is a counter increment. See docs/recording.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,9 +24,10 @@ from torch import nn
 from .. import format as fmt
 from ..errors import PoorinitError
 from ..writer import TrialWriter
-from .modules import activation_kind
+from .functional import FunctionalCapture, negative_slope
+from .modules import ModuleTracker, activation_kind, activation_slope
 
-__all__ = ["Recorder", "RecordingError"]
+__all__ = ["Recorder", "RecordingError", "RecordingWarning"]
 
 # h5py stores these as they are; any other floating dtype (bfloat16, float8)
 # is widened to float32, which holds all of their values exactly.
@@ -32,6 +36,10 @@ _STORABLE = (torch.float16, torch.float32, torch.float64)
 
 class RecordingError(PoorinitError):
     """The training loop did not give the recorder what a step needs."""
+
+
+class RecordingWarning(UserWarning):
+    """The trial is written, but the rule will see less than the model has (e.g. no activation input)."""
 
 
 def _host_copy(tensor: torch.Tensor, what: str, stride: int | None = None) -> torch.Tensor:
@@ -59,14 +67,29 @@ def _step_numbers(steps: int | Iterable[int]) -> frozenset[int]:
     return chosen
 
 
+
+@dataclass
+class _Captured:
+    """One activation input of a step, with what the recorder knows about it."""
+
+    tensor: torch.Tensor
+    attrs: dict[str, Any]
+
+
+@dataclass
 class _Step:
     """What one recorded step gathers before it is written."""
 
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.activations: dict[str, list[torch.Tensor]] = {}
-        self.weights: dict[str, torch.Tensor] = {}
-        self.losses: dict[str, float] = {}
+    number: int
+    # Base name -> one capture per call, in call order (several for a reused module).
+    activations: dict[str, list[_Captured]] = field(default_factory=dict)
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+    class_counts: set[int] = field(default_factory=set)
+    calls: int = 0  # activation inputs so far: the next one's ``order``
+    # Tensors recorded by hand with rec.activation_input, so that the
+    # functional call that follows does not record them a second time.
+    by_hand: dict[int, weakref.ref[torch.Tensor]] = field(default_factory=dict)
 
 
 class Recorder:
@@ -81,11 +104,14 @@ class Recorder:
     ...             opt.step()
 
     For each recorded step (``steps``: a count N for steps 0..N-1, or step
-    numbers) it writes the input of every activation module, every parameter's
-    value as the step's forward saw it and its gradient after backward, and the
-    loss. ``activation_rows`` keeps only the first rows (samples) of each
-    activation input and ``parameter_stride`` every k-th value of each weight
-    and gradient, for small trials; the rule's figures then become estimates.
+    numbers) it writes the input of every activation (modules through hooks,
+    functions such as ``F.relu`` through a ``TorchFunctionMode``), every
+    parameter's value as the step's forward saw it and its gradient after
+    backward, and the loss. ``activation_rows`` keeps only the first rows
+    (samples) of each activation input and ``parameter_stride`` every k-th
+    value of each weight and gradient, for small trials; the rule's figures
+    then become estimates. ``num_classes`` states K for the initial-loss
+    criterion when the recorder cannot see it (see docs/recording.md).
     """
 
     def __init__(
@@ -98,15 +124,21 @@ class Recorder:
         worker: int = 0,
         activation_rows: int | None = None,
         parameter_stride: int = 1,
+        num_classes: int | None = None,
     ) -> None:
         if activation_rows is not None and activation_rows < 1:
             raise ValueError(f"activation_rows must be >= 1 or None, not {activation_rows}")
         if parameter_stride < 1:
             raise ValueError(f"parameter_stride must be >= 1, not {parameter_stride}")
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
+        ):
+            raise ValueError(f"num_classes must be an integer >= 2 or None, not {num_classes!r}")
         self.model = model
         self.steps = _step_numbers(steps)
         self.activation_rows = activation_rows
         self.parameter_stride = parameter_stride
+        self.num_classes = num_classes
         existing = Path(path)
         if existing.is_dir() and any(fmt.parse_step_file_name(p) for p in existing.iterdir()):
             raise FileExistsError(
@@ -118,6 +150,9 @@ class Recorder:
         self._open = False
         self._current: _Step | None = None
         self._written: set[int] = set()
+        self._tracker: ModuleTracker | None = None
+        self._capture: FunctionalCapture | None = None
+        self._warned: set[str] = set()
 
     @property
     def recording(self) -> bool:
@@ -132,39 +167,13 @@ class Recorder:
         step that is not recorded this does nothing else. A recorded step is
         written when the block ends normally; an exception discards it.
         """
-        if self._open:
-            raise RecordingError("rec.step() blocks cannot be nested")
-        number = self._next if number is None else number
-        if number < 0:
-            raise ValueError(f"step numbers are >= 0, not {number}")
-        self._next = number + 1
-        if number not in self.steps:
-            self._open = True
-            try:
-                yield
-            finally:
-                self._open = False
-            return
-        if number in self._written:
-            raise RecordingError(f"step {number} was already recorded; step numbers must not repeat")
-        current = _Step(number)
-        current.weights = {
-            name: self._parameter_copy(param, f"parameter {name!r}") for name, param in self.model.named_parameters()
-        }
-        # Looked up at each recorded step, so modules added after the recorder was made count.
-        handles = [
-            module.register_forward_pre_hook(self._hook(name, kind), with_kwargs=True)
-            for name, module in self.model.named_modules()
-            if (kind := activation_kind(module)) is not None
-        ]
-        self._open, self._current = True, current
+        self._begin(number)
         try:
             yield
-        finally:
-            for handle in handles:
-                handle.remove()
-            self._open, self._current = False, None
-        self._write(current)
+        except BaseException:
+            self._end(write=False)
+            raise
+        self._end(write=True)
 
     def loss(self, value: torch.Tensor | float, name: str = "loss") -> None:
         """Record the step's loss (a one-element tensor or a number)."""
@@ -178,15 +187,17 @@ class Recorder:
         current.losses[name] = float(value)
 
     def activation_input(self, path: str, tensor: torch.Tensor, kind: str = "relu") -> None:
-        """Record the input of a functional activation, e.g. before ``F.relu(x)``.
+        """Record the input of an activation by hand, e.g. before a custom activation.
 
         Saved as ``<path>.<kind>_input``, the name a module at ``path`` gets,
         so ``rec.activation_input("block1.act", x)`` reads like an ``nn.ReLU``
-        registered as ``block1.act``.
+        registered as ``block1.act``. A function the recorder knows (``F.relu``)
+        then called on this very tensor is not recorded a second time.
         """
         current = self._require_step("rec.activation_input()")
         if current is not None:
-            self._add_activation(current, f"{path}.{kind}_input" if path else f"{kind}_input", tensor)
+            current.by_hand[id(tensor)] = weakref.ref(tensor)
+            self._add_activation(current, path, kind, tensor, {})
 
     def close(self) -> None:
         """Mark this worker's part of the trial finished (the ``FINISHED_<worker>`` file)."""
@@ -204,34 +215,137 @@ class Recorder:
         if exc_type is None:
             self.close()
 
+    # -- opening and closing a step (rec.step() and the hook both use these) --
+
+    def _begin(self, number: int | None) -> None:
+        if self._open:
+            raise RecordingError("rec.step() blocks cannot be nested")
+        number = self._next if number is None else number
+        if number < 0:
+            raise ValueError(f"step numbers are >= 0, not {number}")
+        self._next = number + 1
+        if number not in self.steps:
+            self._open = True
+            return
+        if number in self._written:
+            raise RecordingError(f"step {number} was already recorded; step numbers must not repeat")
+        current = _Step(number)
+        current.weights = {
+            name: self._parameter_copy(param, f"parameter {name!r}") for name, param in self.model.named_parameters()
+        }
+        # Hooks are made at each recorded step, so modules added after the
+        # recorder was made count, and removed when it ends, so that the steps
+        # after the last recorded one run exactly as without the recorder.
+        self._tracker = ModuleTracker(self.model)
+        self._handles = [
+            module.register_forward_pre_hook(self._module_hook(name, kind), with_kwargs=True)
+            for name, module in self.model.named_modules()
+            if (kind := activation_kind(module)) is not None
+        ]
+        self._capture = FunctionalCapture(self._on_function, current.class_counts.add)
+        self._capture.__enter__()
+        self._warn_about_fused_kernels()
+        self._open, self._current = True, current
+
+    def _end(self, *, write: bool) -> None:
+        current = self._current
+        self._open, self._current = False, None
+        if current is None:
+            return
+        try:
+            if self._capture is not None:
+                self._capture.__exit__(None, None, None)
+        finally:
+            self._capture = None
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+            if self._tracker is not None:
+                self._tracker.remove()
+                self._tracker = None
+        if write:
+            self._write(current)
+
     def _require_step(self, call: str) -> _Step | None:
         if not self._open:
             raise RecordingError(f"{call} must be called inside a rec.step() block")
         return self._current
 
-    def _hook(self, name: str, kind: str) -> Any:
-        tensor_name = f"{name}.{kind}_input" if name else f"{kind}_input"
+    # -- gathering --
 
+    def _module_hook(self, name: str, kind: str) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if self._current is not None:
+            current = self._current
+            if current is not None:
                 value = args[0] if args else next(iter(kwargs.values()))
-                self._add_activation(self._current, tensor_name, value)
+                slope = activation_slope(module)
+                self._add_activation(current, name, kind, value, {} if slope is None else {"negative_slope": slope})
 
         return hook
 
-    def _add_activation(self, current: _Step, name: str, tensor: torch.Tensor) -> None:
+    def _on_function(self, kind: str, value: torch.Tensor, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        current, tracker = self._current, self._tracker
+        if current is None or tracker is None:
+            return
+        running = tracker.current
+        # Outside the model's forward (the loss, the backward pass, an
+        # accuracy probe of another model) a function is no layer of it; and
+        # inside an activation module its hook has recorded the input already.
+        if running is None or activation_kind(running[1]) is not None:
+            return
+        marked = current.by_hand.get(id(value))
+        if marked is not None and marked() is value:
+            return
+        extra = {"negative_slope": negative_slope(args, kwargs)} if kind == "leaky_relu" else {}
+        self._add_activation(current, running[0], kind, value, extra)
+
+    def _add_activation(
+        self, current: _Step, path: str, kind: str, tensor: torch.Tensor, extra: dict[str, Any]
+    ) -> None:
+        name = f"{path}.{kind}_input" if path else f"{kind}_input"
+        attrs: dict[str, Any] = {"activation": kind, "order": current.calls, "module": path}
+        after = self._tracker.producer(tensor) if self._tracker is not None else None
+        if after is not None:
+            attrs["after"] = after
+        attrs.update(extra)
+        current.calls += 1
         if self.activation_rows is not None and tensor.dim() > 0:
             tensor = tensor[: self.activation_rows]
-        current.activations.setdefault(name, []).append(_host_copy(tensor, f"activation input {name!r}"))
+        copy = _host_copy(tensor, f"activation input {name!r}")
+        current.activations.setdefault(name, []).append(_Captured(copy, attrs))
 
     def _parameter_copy(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
         # Shapes are kept unless values are dropped, when only a flat sample makes sense.
         return _host_copy(tensor, what, self.parameter_stride if self.parameter_stride > 1 else None)
 
+    # -- warnings --
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, RecordingWarning, stacklevel=4)
+
+    def _warn_about_fused_kernels(self) -> None:
+        fused = [
+            f"{name} ({type(module).__name__})"
+            for name, module in self.model.named_modules()
+            if isinstance(module, nn.RNNBase)
+        ]
+        if fused:
+            self._warn_once(
+                "fused",
+                f"the gates of {', '.join(fused[:3])}{' and others' if len(fused) > 3 else ''} run inside "
+                "PyTorch's fused recurrent kernel, so their inputs are not recorded: the rule judges "
+                "these layers by their gradients only (see docs/recording.md)",
+            )
+
+    # -- writing --
+
     def _write(self, current: _Step) -> None:
         step = current.number
         if not current.losses:
             raise RecordingError(f"step {step}: no loss was recorded; call rec.loss(loss) inside rec.step()")
+        owners = _parameter_owners(self.model)
         gradients = {
             f"gradient/{name}": self._parameter_copy(param.grad, f"gradient of {name!r}").numpy()
             for name, param in self.model.named_parameters()
@@ -242,29 +356,65 @@ class Recorder:
                 f"step {step}: no parameter has a gradient; call loss.backward() inside rec.step(), "
                 "and zero the gradients before backward, not after"
             )
+        activations, activation_attrs = _activation_arrays(current.activations)
+        attrs: dict[str, dict[str, Any]] = dict(activation_attrs)
+        for name in current.weights:
+            if name in owners:
+                attrs[name] = {"module": owners[name]}
+                if f"gradient/{name}" in gradients:
+                    attrs[f"gradient/{name}"] = {"module": owners[name]}
+        root: dict[str, Any] = {}
+        classes = self.num_classes
+        if classes is None and len(current.class_counts) == 1:
+            (classes,) = current.class_counts
+        if classes is not None and classes >= 2:
+            root["num_classes"] = classes
         self.writer.write_step(
             step,
-            activation_inputs=_activation_arrays(current.activations),
+            activation_inputs=activations,
             gradients=gradients,
             weights={name: tensor.numpy() for name, tensor in current.weights.items()},
             losses=current.losses,
+            attrs=attrs,
+            root_attrs=root,
         )
         self._written.add(step)
+        if not activations:
+            self._warn_once(
+                "no-activations",
+                f"step {step}: no activation input was recorded: the model ran no activation module or "
+                "function the recorder knows inside the step, so the rule cannot judge the activations "
+                "(see docs/recording.md, 'Functional activations')",
+            )
 
 
-def _activation_arrays(calls: dict[str, list[torch.Tensor]]) -> dict[str, np.ndarray]:
-    """One tensor per call: a module called k > 1 times in a step gets the
+def _parameter_owners(model: nn.Module) -> dict[str, str]:
+    """Parameter name (as named_parameters gives it) -> class name of the module that owns it."""
+    owners: dict[str, str] = {}
+    for path, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            owners.setdefault(f"{path}.{name}" if path else name, type(module).__name__)
+    return owners
+
+
+def _activation_arrays(
+    calls: dict[str, list[_Captured]],
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    """One tensor per call, with its attributes: a module (or a module's
+    functional activation of one kind) called k > 1 times in a step gets the
     names ``<path>.call0.<kind>_input`` ... ``call<k-1>``.
 
     Calls are kept apart, not concatenated, because a module reused at several
     depths (``self.act`` after every layer) is several layers to the rule.
     """
     arrays: dict[str, np.ndarray] = {}
-    for name, tensors in calls.items():
-        if len(tensors) == 1:
-            arrays[name] = tensors[0].numpy()
+    attrs: dict[str, dict[str, Any]] = {}
+    for name, captured in calls.items():
+        if len(captured) == 1:
+            arrays[name], attrs[name] = captured[0].tensor.numpy(), captured[0].attrs
             continue
         path, _, leaf = name.rpartition(".")
-        for index, tensor in enumerate(tensors):
-            arrays[f"{path}.call{index}.{leaf}" if path else f"call{index}.{leaf}"] = tensor.numpy()
-    return arrays
+        for index, capture in enumerate(captured):
+            numbered = f"{path}.call{index}.{leaf}" if path else f"call{index}.{leaf}"
+            arrays[numbered], attrs[numbered] = capture.tensor.numpy(), capture.attrs
+    return arrays, attrs
