@@ -15,9 +15,9 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -87,6 +87,16 @@ class Tensor(Protocol):
     @property
     def size(self) -> int: ...
 
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The dataset's attributes other than ``collections``, as plain Python values.
+
+        Optional metadata (docs/format.md): e.g. ``activation``, ``after``,
+        ``order`` on activation inputs, ``module`` on weights. Empty for a
+        tensor written without any, so old trials read as before.
+        """
+        ...
+
     def blocks(self) -> Iterator[np.ndarray]:
         """The values, flattened, in blocks of bounded size (native float dtype)."""
         ...
@@ -100,6 +110,7 @@ class ArrayTensor:
     values: np.ndarray
     worker: int = 0
     source: str = "<memory>"
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -136,6 +147,7 @@ class DatasetTensor:
 
     def __init__(self, dataset: Any, name: str, worker: int, source: Path) -> None:
         self._dataset = dataset
+        self._attrs: dict[str, Any] | None = None
         self.name = name
         self.worker = worker
         self.source = str(source)
@@ -149,6 +161,14 @@ class DatasetTensor:
     @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """Read on first use only: the checks that never look pay nothing."""
+        if self._attrs is None:
+            with _translated(Path(self.source), self.name):
+                self._attrs = _plain_attrs(self._dataset.attrs, skip=(fmt.COLLECTIONS_ATTR,))
+        return self._attrs
 
     def _error(self, problem: str) -> TensorError:
         return TensorError(self.source, self.name, problem)
@@ -336,6 +356,23 @@ def _plain(value: Any) -> Any:
     return _text(value) if isinstance(value, bytes) else value
 
 
+def _plain_attrs(attrs: Any, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Every readable attribute as a plain value; one that cannot be read is left out.
+
+    The metadata is optional by contract: an attribute poorinit cannot decode
+    must not refuse a tensor whose values are fine, it is simply not there.
+    """
+    plain: dict[str, Any] = {}
+    for key in list(attrs):
+        if key in skip:
+            continue
+        try:
+            plain[key] = _plain(attrs[key])
+        except H5_ERRORS:
+            continue
+    return plain
+
+
 class StepReader:
     """An open step file: validated on open, tensors listed and read on demand.
 
@@ -421,6 +458,13 @@ class StepReader:
                 path, f"has no {fmt.TENSOR_GROUP!r} group (found {found}); write the tensors below "
                 f"/{fmt.TENSOR_GROUP} as docs/format.md specifies"
             )
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The file's root attributes as plain values (``format``, ``step``, ... and
+        optional ones such as ``num_classes``)."""
+        with _translated(self.step_file.path):
+            return _plain_attrs(self._file.attrs)
 
     def tensor_names(self) -> list[tuple[str, tuple[str, ...]]]:
         """(name, collections) of every tensor, from metadata only, in the file's order."""
