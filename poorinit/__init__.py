@@ -55,6 +55,11 @@ _LOCATIONS = {
 }
 
 
+def __dir__() -> list[str]:
+    """The public API (what ``__all__`` names), although most of it is imported only on first use."""
+    return sorted(__all__)
+
+
 def __getattr__(name: str) -> Any:
     if name in _LOCATIONS:
         import importlib

@@ -38,12 +38,20 @@ RULE_OPTIONS: dict[str, dict[str, Any]] = {
     "mode": {"type": click.Choice(MODES)},
 }
 RUN_OPTIONS: dict[str, dict[str, Any]] = {
-    "format": {"type": click.Choice(FORMAT_NAMES)},
+    # Repeatable: `--format junit --output a.xml --format markdown --output b.md`.
+    "format": {"type": click.Choice(FORMAT_NAMES), "multiple": True},
     "jobs": {"type": click.IntRange(min=1), "metavar": "N"},
     "scheduler": {"metavar": "ADDRESS"},
     "timeout": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
     "poll_interval": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
 }
+GATE_OPTIONS: dict[str, dict[str, Any]] = {
+    "select": {"metavar": "NAME[,NAME]"},
+    "ignore": {"metavar": "NAME[,NAME]"},
+    "strict": {"is_flag": True},
+    "exit_zero": {"is_flag": True},
+}
+COLOR_CHOICES = ("auto", "always", "never")
 
 
 def setting_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -52,8 +60,9 @@ def setting_options(*names: str) -> Callable[[Callable[..., Any]], Callable[...,
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for name in reversed(names):
             setting = SETTINGS[name]
-            extra = {**RULE_OPTIONS, **RUN_OPTIONS}[name]
-            default = "" if setting.default is None else f" [default: {setting.default}]"
+            extra = {**RULE_OPTIONS, **RUN_OPTIONS, **GATE_OPTIONS}[name]
+            shown = setting.default not in (None, False)
+            default = f" [default: {setting.default}]" if shown else ""
             dest = "fmt" if name == "format" else name
             command = click.option(setting.option, dest, default=None, help=f"{setting.help}{default}",
                                    **extra)(command)
@@ -63,12 +72,25 @@ def setting_options(*names: str) -> Callable[[Callable[..., Any]], Callable[...,
 
 
 rule_options = setting_options(*RULE_OPTIONS)
+gate_options = setting_options(*GATE_OPTIONS)
 debug_option = click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 config_option = click.option("--config", "config_file", metavar="FILE",
                              help="Read settings from FILE instead of the nearest pyproject.toml [tool.poorinit].")
-output_option = click.option("--output", "-o", metavar="FILE",
-                             help="Write the report to FILE; the terminal still gets the table.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="On the terminal, print only the verdict line.")
+output_option = click.option("--output", "-o", "outputs", metavar="FILE", multiple=True,
+                             help="Write the report to FILE (repeatable: the i-th --output gets the i-th --format); "
+                                  "the terminal still gets the table.")
+append_option = click.option("--append", is_flag=True,
+                             help="Append to the --output files instead of replacing them (always done for "
+                                  "$GITHUB_STEP_SUMMARY).")
+quiet_option = click.option("--quiet", "-q", is_flag=True,
+                            help="On the terminal, print only the verdict line (warnings still go to stderr).")
+verbose_option = click.option("--verbose", "-v", is_flag=True,
+                              help="Also report criteria that are not applicable where a format leaves them out "
+                                   "(GitHub notices).")
+statistics_option = click.option("--statistics", is_flag=True,
+                                 help="Also print how often each criterion fired, passed or was not applicable.")
+color_option = click.option("--color", type=click.Choice(COLOR_CHOICES), default="auto", show_default=True,
+                            help="Colour the terminal output: auto follows the terminal, NO_COLOR and FORCE_COLOR.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,18 +103,43 @@ def cli() -> None:
     """
 
 
+def _warn(message: str) -> None:
+    click.echo(f"poorinit: warning: {' '.join(message.split())}", err=True)
+
+
 def _settings(config_file: str | None, values: dict[str, Any]) -> Any:
-    from .config import resolve
+    from .config import resolve, unknown_environment
 
     given = {("format" if key == "fmt" else key): value for key, value in values.items()}
+    if isinstance(given.get("format"), tuple):  # repeatable on the command line: see _targets
+        given["format"] = given["format"][0] if len(given["format"]) == 1 else None
+    for problem in unknown_environment():
+        _warn(problem)
     return resolve(given, config_file=config_file)
 
 
-class Report:
-    """Where the report text goes: stdout, or ``--output`` FILE opened at the first write."""
+def _checks(settings: Any) -> list[Any] | None:
+    """The criteria --select/--ignore leave; None (all, plugins included) when neither is set."""
+    select, ignore = settings.value("select"), settings.value("ignore")
+    if select is None and not ignore:
+        return None
+    from .checks.registry import load_checks
+    from .config import choose_checks
 
-    def __init__(self, path: str | None) -> None:
+    return choose_checks(select, ignore, load_checks())
+
+
+class Report:
+    """Where a report goes: stdout, or a FILE opened at the first write.
+
+    Opened only when there is something to write, so a trial that cannot be
+    analysed leaves no file behind. ``append`` keeps what the file held: a
+    GitHub step summary collects the reports of every step of a job.
+    """
+
+    def __init__(self, path: str | None, append: bool = False) -> None:
         self.path = path
+        self.append = append or (path is not None and _is_step_summary(path))
         self._file: Any = None
 
     def write(self, text: str) -> None:
@@ -101,7 +148,7 @@ class Report:
             return
         try:
             if self._file is None:
-                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (kept open to stream)
+                self._file = open(self.path, "a" if self.append else "w", encoding="utf-8")  # noqa: SIM115
             self._file.write(text)
             self._file.flush()
         except OSError as error:
@@ -112,32 +159,82 @@ class Report:
             self._file.close()
 
 
-def _deliver(fmt: Any, output: str | None, quiet: bool, text: Callable[[], str], table: Callable[[], Any],
-             line: Callable[[], Any]) -> None:
-    """The report to stdout or --output; the table (or verdict line) to the terminal.
+def _is_step_summary(path: str) -> bool:
+    """Is ``path`` the file GitHub Actions names in $GITHUB_STEP_SUMMARY (which must only grow)?"""
+    import os
 
-    The table is drawn when stdout is not taken by another format: always with
-    --output, else only for --format table.
+    summary = os.environ.get("GITHUB_STEP_SUMMARY", "")
+    if not summary:
+        return False
+    try:
+        return os.path.samefile(path, summary)
+    except OSError:
+        return os.path.abspath(path) == os.path.abspath(summary)
+
+
+class Target:
+    """One report of a run: a format and its file (None: stdout)."""
+
+    def __init__(self, fmt: Any, path: str | None) -> None:
+        self.fmt = fmt
+        self.path = path
+
+
+def _targets(formats: tuple[str, ...], outputs: tuple[str, ...], configured: str) -> list[Target]:
+    """Pair the i-th --output with the i-th --format; one format left over goes to stdout.
+
+    Without --format the configured format is used (``[tool.poorinit] format``,
+    ``POORINIT_FORMAT``, else ``table``).
+    """
+    import os
+
+    from .report import Format
+
+    chosen = [Format(f) for f in formats] or [Format(configured)]
+    if len(outputs) > len(chosen):
+        raise click.UsageError(f"{len(outputs)} --output but {len(chosen)} --format: give each --output its own "
+                               "--format (the i-th --output gets the i-th --format)")
+    leftover = chosen[len(outputs):]
+    if len(leftover) > 1:
+        raise click.UsageError("only one report can go to stdout: give every --format but the last an --output")
+    if len({os.path.abspath(o) for o in outputs}) < len(outputs):
+        raise click.UsageError("two reports cannot go to the same --output file")
+    return [*(Target(f, o) for f, o in zip(chosen, outputs, strict=False)), *(Target(f, None) for f in leftover)]
+
+
+def _stdout_target(targets: list[Target]) -> Target | None:
+    return next((t for t in targets if t.path is None), None)
+
+
+def _deliver(targets: list[Target], render: Callable[[Any], str], terminal: Callable[[], None], append: bool,
+             skip: Any = None) -> None:
+    """Each report to its file, then stdout: a machine format alone, or the terminal's table.
+
+    The table (or verdict line) is drawn when stdout is not taken by another
+    format: always when every report has its --output.
     """
     from .report import Format
 
-    if output is not None:
-        report = Report(output)
+    for target in targets:
+        if target.path is None or target.fmt is skip:
+            continue
+        report = Report(target.path, append)
         try:
-            report.write(text())
+            report.write(render(target.fmt))
         finally:
             report.close()
-    elif fmt is not Format.TABLE:
-        click.echo(text(), nl=False)
-        return
-    _terminal(quiet, table, line)
+    on_stdout = _stdout_target(targets)
+    if on_stdout is None or on_stdout.fmt is Format.TABLE:
+        terminal()
+    elif on_stdout.fmt is not skip:
+        click.echo(render(on_stdout.fmt), nl=False)
 
 
-def _terminal(quiet: bool, table: Callable[[], Any], line: Callable[[], Any]) -> None:
+def _terminal(quiet: bool, color: str, table: Callable[[], Any], line: Callable[[], Any]) -> None:
     """The table on stdout, or with --quiet only the verdict line, unwrapped (one line for grep)."""
     from .report.console import make_console
 
-    console = make_console()
+    console = make_console(color=color)
     if quiet:
         console.print(line(), soft_wrap=True)
     else:
@@ -151,10 +248,78 @@ def _table() -> Any:
     return table
 
 
-def _stderr_console() -> Any:
+def _stderr_console(color: str = "auto") -> Any:
     from .report.console import make_console
 
-    return make_console(stderr=True)
+    return make_console(stderr=True, color=color)
+
+
+def _render(fmt: Any, results: list[Any], verbose: bool, scan: bool) -> str:
+    """One format's text: a verdict's report for analyze, a scan's for scan.
+
+    JUnit always goes through the timed result (its suite has time and
+    timestamp); GitHub takes --verbose.
+    """
+    from .report import Format, formatter, github, junit, scan_formatter
+
+    if fmt is Format.JUNIT:
+        return junit.render_scan(results)
+    if fmt is Format.GITHUB:
+        return github.render_scan(results, verbose) if scan else github.render(results[0].verdict, verbose)
+    if scan:
+        return scan_formatter(fmt)(results)
+    return formatter(fmt)(results[0].verdict)
+
+
+def _verdict_warnings(results: list[Any]) -> None:
+    """Every verdict warning on stderr, --quiet or not: 'analysed 7 of steps=10' must not pass unseen."""
+    for r in results:
+        if r.verdict is not None:
+            for warning in r.verdict.warnings:
+                _warn(f"{r.trial}: {warning}")
+
+
+def _gate(results: list[Any], strict: bool, exit_zero: bool) -> int:
+    """The exit code: 1 if a trial fired (or, --strict, passed on less than every criterion or with a
+    warning), else 2 if one could not be analysed, else 0. --exit-zero turns every 1 into 0."""
+    from .checks.base import Status
+
+    codes = []
+    for r in results:
+        if r.verdict is None:
+            codes.append(EXIT_ERROR)
+            continue
+        if r.verdict.fired:
+            codes.append(EXIT_FIRED)
+            continue
+        missing = [c.title for c in r.verdict.criteria if c.status is Status.NOT_APPLICABLE]
+        if strict and (missing or r.verdict.warnings):
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} of {len(r.verdict.criteria)} criteria not applicable "
+                             f"({', '.join(missing)})")
+            if r.verdict.warnings:
+                parts.append(f"{len(r.verdict.warnings)} warning{'s' if len(r.verdict.warnings) > 1 else ''}")
+            fate = "reported only (--exit-zero)" if exit_zero else "failing the gate (exit 1)"
+            click.echo(f"poorinit: strict: {r.trial}: passed with {' and '.join(parts)}; {fate}", err=True)
+            codes.append(EXIT_FIRED)
+            continue
+        codes.append(EXIT_PASSED)
+    if exit_zero:
+        codes = [EXIT_ERROR if code == EXIT_ERROR else EXIT_PASSED for code in codes]
+    if EXIT_FIRED in codes:
+        return EXIT_FIRED
+    if EXIT_ERROR in codes or not codes:
+        return EXIT_ERROR
+    return EXIT_PASSED
+
+
+def _statistics(results: list[Any], on_stdout: bool, color: str) -> None:
+    """Counts per criterion; on stdout beside the table, else on stderr (stdout holds a document)."""
+    from .report.console import make_console
+    from .report.statistics import renderable
+
+    make_console(stderr=not on_stdout, color=color).print(renderable(results))
 
 
 @cli.command()
@@ -162,7 +327,12 @@ def _stderr_console() -> Any:
 @rule_options
 @setting_options("format")
 @output_option
+@append_option
 @quiet_option
+@verbose_option
+@gate_options
+@statistics_option
+@color_option
 @config_option
 @click.option("--follow", "-f", is_flag=True,
               help="Follow a trial that training is still writing: exit 1 as soon as the rule fires, "
@@ -172,44 +342,59 @@ def _stderr_console() -> Any:
               help="Add the per-layer diagnosis (std, variance ratio, dead and saturated units, weight scale vs "
                    "He/Glorot) at the first analysed step.")
 @debug_option
-def analyze(trial: str, fmt: str | None, output: str | None, quiet: bool, config_file: str | None, follow: bool,
-            explain: bool, debug: bool, **values: Any) -> int:
+def analyze(trial: str, fmt: tuple[str, ...], outputs: tuple[str, ...], append: bool, quiet: bool, verbose: bool,
+            statistics: bool, color: str, config_file: str | None, follow: bool, explain: bool, debug: bool,
+            **values: Any) -> int:
     """Apply the PoorWeightInitialization rule to TRIAL (a directory of step files)."""
-    from .report import Format, formatter
+    import time
+
+    from .report import Format
+    from .scan import TrialResult
 
     settings = _settings(config_file, {"fmt": fmt, **values})
     if not follow:
         for name in ("timeout", "poll_interval"):
             if values[name] is not None:
                 raise click.UsageError(f"--{name.replace('_', '-')} applies only with --follow")
+    targets = _targets(fmt, outputs, settings.value("format"))
     params = settings.rule_params()
+    checks = _checks(settings)
+    started, clock = time.time(), time.perf_counter()
     if follow:
         if explain:
             raise click.UsageError("--explain does not apply with --follow (run analyze --explain once it ends)")
-        verdict = _follow(trial, params, settings.value("timeout"), settings.value("poll_interval"), quiet)
+        verdict = _follow(trial, params, settings.value("timeout"), settings.value("poll_interval"), quiet, checks,
+                          color)
     else:
         from .analysis import evaluate
         from .sources import open_trial
 
-        verdict = evaluate(open_trial(trial), params, explain=explain)
-    chosen = Format(settings.value("format"))
-    _deliver(chosen, output, quiet, lambda: formatter(chosen)(verdict), lambda: _table().renderable(verdict),
-             lambda: _table().verdict_line(verdict))
-    return verdict.exit_code
+        verdict = evaluate(open_trial(trial), params, checks, explain=explain)
+    result = TrialResult(verdict.trial, verdict=verdict, started=started, seconds=time.perf_counter() - clock)
+    _verdict_warnings([result])
+    _deliver(targets, lambda chosen: _render(chosen, [result], verbose, scan=False),
+             lambda: _terminal(quiet, color, lambda: _table().renderable(verdict, show_warnings=False),
+                               lambda: _table().verdict_line(verdict)),
+             append)
+    if statistics:
+        on_stdout = _stdout_target(targets) is None or _stdout_target(targets).fmt is Format.TABLE  # type: ignore
+        _statistics([result], on_stdout, color)
+    return _gate([result], settings.value("strict"), settings.value("exit_zero"))
 
 
-def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float, quiet: bool) -> Any:
+def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float, quiet: bool, checks: Any,
+            color: str) -> Any:
     from .follow import follow
 
-    console = _stderr_console()
+    console = _stderr_console(color)
     if quiet or not console.is_terminal:
-        return follow(trial, params, timeout=timeout, poll_interval=poll_interval)
+        return follow(trial, params, timeout=timeout, poll_interval=poll_interval, checks=checks)
     with console.status(f"following {trial}: waiting for its first step") as status:
 
         def show(follower: Any) -> None:
             status.update(f"following {trial}: {follower.analysed} of steps={params.steps} steps analysed")
 
-        return follow(trial, params, timeout=timeout, poll_interval=poll_interval, on_poll=show)
+        return follow(trial, params, timeout=timeout, poll_interval=poll_interval, checks=checks, on_poll=show)
 
 
 @cli.command()
@@ -258,12 +443,17 @@ def plot(trial: str, output: str, fmt: str, embed: bool, config_file: str | None
 @rule_options
 @setting_options("format")
 @output_option
+@append_option
 @quiet_option
+@verbose_option
+@gate_options
+@statistics_option
+@color_option
 @config_option
 @setting_options("jobs", "scheduler")
 @debug_option
-def scan(roots: tuple[str, ...], fmt: str | None, output: str | None, quiet: bool, config_file: str | None,
-         debug: bool, **values: Any) -> int:
+def scan(roots: tuple[str, ...], fmt: tuple[str, ...], outputs: tuple[str, ...], append: bool, quiet: bool,
+         verbose: bool, statistics: bool, color: str, config_file: str | None, debug: bool, **values: Any) -> int:
     """Find every trial below each ROOT and analyse them in parallel, worst first.
 
     Exit 1 if any trial fired, else 2 if any could not be analysed, else 0.
@@ -271,50 +461,56 @@ def scan(roots: tuple[str, ...], fmt: str | None, output: str | None, quiet: boo
     import os
 
     from .format import step_file_name
-    from .report import Format, scan_formatter
+    from .report import Format
     from .report.jsonl import line as jsonl_line
-    from .scan import discover, scan_dask, scan_exit_code, scan_local, worst_first
+    from .scan import discover, scan_dask, scan_local, worst_first
 
     settings = _settings(config_file, {"fmt": fmt, **values})
+    targets = _targets(fmt, outputs, settings.value("format"))
     params = settings.rule_params()
-    chosen = Format(settings.value("format"))
+    checks = _checks(settings)
     found = discover(roots)
     for directory, problem in found.unreadable:
-        click.echo(f"poorinit: warning: {directory}: cannot be listed ({problem}); skipped", err=True)
+        _warn(f"{directory}: cannot be listed ({problem}); skipped")
     if not found.trials:
         raise PoorinitError(
             f"no trials found below {', '.join(roots)} (a trial is a directory of step files named like "
-            f"{step_file_name(0)})"
+            f"{step_file_name(0)}, or a SageMaker Debugger trial)"
         )
 
-    streaming = chosen is Format.JSONL
-    stream = Report(output)
-    console = _stderr_console()
-    show_progress = console.is_terminal and not quiet and not (streaming and output is None and sys.stdout.isatty())
+    # JSON lines are written as each trial is analysed, to their file or stdout.
+    streamed = next((t for t in targets if t.fmt is Format.JSONL), None)
+    stream = Report(streamed.path, append) if streamed is not None else None
+    on_stdout = _stdout_target(targets)
+    console = _stderr_console(color)
+    jsonl_on_terminal = streamed is not None and streamed.path is None and sys.stdout.isatty()
+    show_progress = console.is_terminal and not quiet and not jsonl_on_terminal
     try:
         with _progress(console, len(found.trials), show_progress) as advance:
 
             def on_result(result: Any) -> None:
-                if streaming:
+                if stream is not None:
                     stream.write(jsonl_line(result))
                 advance()
 
             scheduler = settings.value("scheduler")
             if scheduler is not None:
-                results = scan_dask(found.trials, params, scheduler, on_result)
+                results = scan_dask(found.trials, params, scheduler, on_result, checks)
             else:
                 jobs = settings.value("jobs") or os.cpu_count() or 1
-                results = scan_local(found.trials, params, jobs, on_result)
+                results = scan_local(found.trials, params, jobs, on_result, checks)
     finally:
-        stream.close()
+        if stream is not None:
+            stream.close()
     results = worst_first(results)
-    if streaming:
-        if output is not None:
-            _terminal(quiet, lambda: _table().scan_renderable(results), lambda: _table().scan_line(results))
-    else:
-        _deliver(chosen, output, quiet, lambda: scan_formatter(chosen)(results),
-                 lambda: _table().scan_renderable(results), lambda: _table().scan_line(results))
-    return scan_exit_code(results)
+    _verdict_warnings(results)
+    _deliver(targets, lambda chosen: _render(chosen, results, verbose, scan=True),
+             lambda: _terminal(quiet, color, lambda: _table().scan_renderable(results),
+                               lambda: _table().scan_line(results)),
+             append, skip=Format.JSONL)
+    if statistics:
+        _statistics(results, on_stdout is None or on_stdout.fmt is Format.TABLE, color)
+    return _gate(results, settings.value("strict"), settings.value("exit_zero"))
 
 
 class _progress:
@@ -343,19 +539,25 @@ class _progress:
 
 @cli.command("config")
 @rule_options
-@setting_options(*RUN_OPTIONS)
+@setting_options("jobs", "scheduler", "timeout", "poll_interval")
+@gate_options
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a [tool.poorinit] table.")
-def config_command(config_file: str | None, as_json: bool, fmt: str | None, **values: Any) -> int:
+@click.option("--format", "output_format", type=click.Choice(["toml", "json"]), default="toml", show_default=True,
+              help="Print a [tool.poorinit] table (sources as comments) or JSON.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --format json (kept for old scripts).")
+def config_command(config_file: str | None, output_format: str, as_json: bool, **values: Any) -> int:
     """Print the effective settings and where each came from.
 
     Precedence: command line, then environment (POORINIT_<OPTION>), then the
     config file (--config FILE, else [tool.poorinit] of the nearest
-    pyproject.toml), then the built-in defaults.
+    pyproject.toml), then the built-in defaults. The report format setting
+    comes from the environment or the config file here: --format chooses how
+    this command prints.
     """
     from .config import render_json, render_toml
 
-    settings = _settings(config_file, {"fmt": fmt, **values})
+    settings = _settings(config_file, values)
+    as_json = as_json or output_format == "json"
     click.echo(render_json(settings) if as_json else render_toml(settings), nl=False)
     return EXIT_PASSED
 
@@ -363,8 +565,9 @@ def config_command(config_file: str | None, as_json: bool, fmt: str | None, **va
 @cli.command()
 @click.argument("trial", type=click.Path(path_type=str, readable=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@color_option
 @debug_option
-def inspect(trial: str, fmt: str, debug: bool) -> int:
+def inspect(trial: str, fmt: str, color: str, debug: bool) -> int:
     """List the steps, modes, workers and tensors of TRIAL."""
     from .inspect import describe, render_json, render_table
 
@@ -372,22 +575,54 @@ def inspect(trial: str, fmt: str, debug: bool) -> int:
     if fmt == "json":
         click.echo(render_json(description), nl=False)
     else:
-        render_table(description)
+        render_table(description, color=color)
     return EXIT_PASSED
 
 
 @cli.command()
-def checks() -> int:
-    """List the criteria the rule applies (built-in and plugins)."""
-    from .checks.registry import load_checks
+@click.argument("source", type=click.Path(path_type=str, readable=False), metavar="SMDEBUG_TRIAL")
+@click.argument("target", type=click.Path(path_type=str, readable=False), metavar="OUT")
+@debug_option
+def convert(source: str, target: str, debug: bool) -> int:
+    """Write the SageMaker Debugger trial SMDEBUG_TRIAL as a poorinit trial in the new directory OUT."""
+    from .convert import convert as convert_trial
 
-    for check in load_checks():
+    click.echo(convert_trial(source, target).line())
+    return EXIT_PASSED
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def checks(name: str | None, fmt: str) -> int:
+    """List the criteria the rule applies (built-in and plugins), or explain the criterion NAME.
+
+    For NAME: what it measures, its parameters and defaults, when it fires,
+    what to do when it does, and where docs/rule.md decides its edge cases.
+    """
+    import json
+
+    from .checks.registry import load_checks
+    from .explain import explain, find_check
+
+    available = load_checks()
+    if name is not None:
+        explanation = explain(find_check(name, available))
+        if fmt == "json":
+            click.echo(json.dumps(explanation.to_dict(), indent=2))
+        else:
+            click.echo(explanation.render(), nl=False)
+        return EXIT_PASSED
+    if fmt == "json":
+        click.echo(json.dumps([explain(check).to_dict() for check in available], indent=2))
+        return EXIT_PASSED
+    for check in available:
         click.echo(f"{check.name}\t{check.title}\t{check.description}")
     return EXIT_PASSED
 
 
 def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
-    click.echo(f"poorinit: warning: {message}", err=True)
+    _warn(str(message))
 
 
 def _error(message: str) -> None:

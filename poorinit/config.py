@@ -13,7 +13,7 @@ Kept free of numpy and h5py: resolving settings must not cost an analysis.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,34 @@ def _positive(name: str, kind: type) -> Callable[[Any], Any]:
     return parse
 
 
+def _names(name: str) -> Callable[[Any], Any]:
+    """Criterion names: a list, or one comma-separated string (as on the command line)."""
+
+    def parse(value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+            raise ParameterError(f"{name} must be criterion names (a list, or a comma-separated string), not {value!r}")
+        return [item.strip().replace("-", "_") for item in items if item.strip()]
+
+    return parse
+
+
+def _flag(name: str) -> Callable[[Any], Any]:
+    """A boolean: true/false in TOML; 1/0, true/false, yes/no, on/off in the environment."""
+
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ParameterError(f"{name} must be true or false (1/0, yes/no), not {value!r}")
+
+    return parse
+
+
 def _text(name: str) -> Callable[[Any], Any]:
     def parse(value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -119,6 +147,13 @@ RUN = (
             "With --follow: give up (exit 2) after this many seconds (default: wait until the trial is finished)."),
     Setting("poll_interval", 1.0, _positive("poll_interval", float),
             "With --follow: seconds between looks at the trial directory."),
+    Setting("select", None, _names("select"),
+            "Only these criteria (comma-separated names, see `poorinit checks`; default: all)."),
+    Setting("ignore", None, _names("ignore"), "Leave out these criteria (comma-separated names)."),
+    Setting("strict", False, _flag("strict"),
+            "Fail (exit 1) also when a criterion is not applicable or the verdict has a warning."),
+    Setting("exit_zero", False, _flag("exit_zero"),
+            "Exit 0 even when the rule fires (report only); 2 still means not analysed."),
 )
 SETTINGS: dict[str, Setting] = {s.name: s for s in (*RULE, *RUN)}
 RULE_NAMES = tuple(s.name for s in RULE)
@@ -176,6 +211,45 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: is not valid TOML ({error})") from None
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for ``POORINIT_*`` variables that set nothing (a typo would silently keep the default)."""
+    environ = os.environ if environ is None else environ
+    known = {setting.env for setting in SETTINGS.values()}
+    found = []
+    for variable in sorted(environ):
+        if variable.startswith(ENV_PREFIX) and variable not in known:
+            hint = did_you_mean(variable, known)
+            found.append(f"environment variable {variable} is not a poorinit setting{hint}")
+    return found
+
+
+def choose_checks(select: Iterable[str] | None, ignore: Iterable[str] | None, available: Sequence[Any]) -> list[Any]:
+    """The check classes that ``select`` (default: all) and ``ignore`` leave, in the rule's order.
+
+    An unknown name is an error, not a no-op: ``--ignore saturaton`` must not
+    leave the criterion in while the gate's author believes it out.
+    """
+    names = [check.name for check in available]
+    for option, given in (("select", select), ("ignore", ignore)):
+        for name in given or ():
+            if name not in names:
+                raise ParameterError(f"{option}: no criterion named {name!r}{did_you_mean(name, names)} "
+                                     f"(known: {', '.join(names)})")
+    chosen = [check for check in available if (select is None or check.name in select)
+              and check.name not in (ignore or ())]
+    if not chosen:
+        raise ParameterError("select and ignore leave no criterion to evaluate")
+    return chosen
+
+
 def find_pyproject(start: Path) -> Path | None:
     """The nearest pyproject.toml at or above ``start``."""
     for directory in (start, *start.parents):
@@ -210,7 +284,7 @@ def read_config(path: Path, *, explicit: bool) -> dict[str, Any]:
         name = key.replace("-", "_")
         if name not in SETTINGS:
             known = ", ".join(SETTINGS)
-            raise ConfigError(f"{path}: unknown setting {key!r} (known: {known})")
+            raise ConfigError(f"{path}: unknown setting {key!r}{did_you_mean(name, SETTINGS)} (known: {known})")
         settings[name] = value
     return settings
 

@@ -59,13 +59,13 @@ def render_json(description: Description) -> str:
     return json.dumps(asdict(description), indent=2) + "\n"
 
 
-def render_table(description: Description) -> None:
+def render_table(description: Description, color: str = "auto") -> None:
     from rich.table import Table
     from rich.text import Text
 
     from .report.console import make_console
 
-    console = make_console()
+    console = make_console(color=color)
     state = "finished" if description.finished else "not marked finished"
     workers = ", ".join(
         f"{worker} ({description.worker_names[worker]})" if worker in description.worker_names else str(worker)

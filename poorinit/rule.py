@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .checks.base import CriterionResult, Status
 from .errors import NothingToAnalyseError
@@ -49,6 +49,12 @@ class Verdict:
     def exit_code(self) -> int:
         """The CLI's contract: 1 when the rule fired, 0 when it did not."""
         return 1 if self.fired else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``poorinit.verdict`` JSON document, as ``analyze --format json`` prints it (docs/cli.md)."""
+        from .document import document
+
+        return document(self)
 
 
 def conclude(

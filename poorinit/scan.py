@@ -16,6 +16,7 @@ holds the GIL, so threads would not scale) or on a Dask cluster
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from . import format as fmt
 from .errors import PoorinitError
 
 if TYPE_CHECKING:
+    from .checks.base import Check
     from .params import RuleParams
     from .rule import Verdict
 
@@ -37,6 +39,11 @@ class TrialResult:
     trial: str
     verdict: Verdict | None = None
     error: str | None = None
+    # When the analysis started (seconds since the epoch) and how long it took:
+    # JUnit's timestamp and time. None when not measured; not part of equality,
+    # so two scans of the same trials compare equal.
+    started: float | None = field(default=None, compare=False)
+    seconds: float | None = field(default=None, compare=False)
 
     @property
     def status(self) -> str:
@@ -61,6 +68,23 @@ def _holds_step_files(entries: Sequence[os.DirEntry[str]]) -> bool:
     return any(fmt.STEP_FILE_RE.match(e.name) and e.is_file() for e in entries)
 
 
+def _is_smdebug_trial(directory: str, entries: Sequence[os.DirEntry[str]]) -> bool:
+    """A SageMaker Debugger trial (events/ or index/ holding step directories; poorinit.smdebug)."""
+    if not any(e.name in ("events", "index") for e in entries):
+        return False
+    from .smdebug.layout import looks_like_smdebug
+    from .store import LocalStore
+
+    return looks_like_smdebug(LocalStore(), directory)
+
+
+def _absolute(shown: str) -> str:
+    """Where a worker reads a trial: an absolute path, or the URL as it is."""
+    from .sources import is_url
+
+    return shown if is_url(shown) else os.path.abspath(shown)
+
+
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -77,6 +101,13 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
     unreadable: list[tuple[str, str]] = []
     visited: set[tuple[int, int]] = set()
     for root in map(str, roots):
+        from .sources import is_url
+
+        if is_url(root):  # an object store: one recursive listing (poorinit.remote)
+            from .remote import discover as discover_remote
+
+            trials.extend(discover_remote(root))
+            continue
         if not os.path.isdir(root):
             problem = "no such directory" if not os.path.exists(root) else "is a file, not a directory of trials"
             raise PoorinitError(f"{root}: {problem}")
@@ -95,7 +126,7 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
             except OSError as error:
                 unreadable.append((directory, error.strerror or str(error)))
                 continue
-            if _holds_step_files(entries):
+            if _holds_step_files(entries) or _is_smdebug_trial(directory, entries):
                 trials.append(directory)
                 continue
             for entry in reversed(entries):
@@ -110,7 +141,9 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
     return Discovery(sorted(trials), unreadable)
 
 
-def analyse_trial(path: str, params: RuleParams, shown: str | None = None) -> TrialResult:
+def analyse_trial(
+    path: str, params: RuleParams, shown: str | None = None, checks: Sequence[type[Check]] | None = None
+) -> TrialResult:
     """Analyse one trial; never raises (a worker must hand every outcome back).
 
     ``path`` is where the worker reads the trial (absolute, for a cluster whose
@@ -121,13 +154,17 @@ def analyse_trial(path: str, params: RuleParams, shown: str | None = None) -> Tr
     from .sources import open_trial
 
     shown = path if shown is None else shown
+    started, clock = time.time(), time.perf_counter()
     try:
-        verdict = evaluate(open_trial(path), params)
+        verdict = evaluate(open_trial(path), params, checks)
     except PoorinitError as error:
-        return TrialResult(shown, error=" ".join(str(error).replace(path, shown).split()))
+        return TrialResult(shown, error=" ".join(str(error).replace(path, shown).split()), started=started,
+                           seconds=time.perf_counter() - clock)
     except Exception as error:  # one trial must not end the scan, whatever happened
-        return TrialResult(shown, error=f"internal error: {type(error).__name__}: {error}".replace(path, shown))
-    return TrialResult(shown, verdict=replace(verdict, trial=shown))
+        return TrialResult(shown, error=f"internal error: {type(error).__name__}: {error}".replace(path, shown),
+                           started=started, seconds=time.perf_counter() - clock)
+    return TrialResult(shown, verdict=replace(verdict, trial=shown), started=started,
+                       seconds=time.perf_counter() - clock)
 
 
 OnResult = Callable[[TrialResult], None]
@@ -137,13 +174,14 @@ BATCH_MAX = 16
 
 
 def scan_local(
-    trials: Sequence[str], params: RuleParams, jobs: int, on_result: OnResult | None = None
+    trials: Sequence[str], params: RuleParams, jobs: int, on_result: OnResult | None = None,
+    checks: Sequence[type[Check]] | None = None,
 ) -> list[TrialResult]:
     """Analyse ``trials`` here: in-process for one job, else in a pool of ``jobs`` processes."""
     results = []
     if jobs <= 1 or len(trials) <= 1:
         for shown in trials:
-            result = analyse_trial(os.path.abspath(shown), params, shown)
+            result = analyse_trial(_absolute(shown), params, shown, checks)
             results.append(result)
             if on_result:
                 on_result(result)
@@ -162,7 +200,7 @@ def scan_local(
     with ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=context) as pool:
         # Absolute paths are made here, where the user's working directory is.
         futures = [
-            pool.submit(analyse_batch, [(os.path.abspath(shown), shown) for shown in batch], params)
+            pool.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks)
             for batch in batches
         ]
         try:
@@ -178,13 +216,16 @@ def scan_local(
     return results
 
 
-def analyse_batch(trials: Sequence[tuple[str, str]], params: RuleParams) -> list[TrialResult]:
+def analyse_batch(
+    trials: Sequence[tuple[str, str]], params: RuleParams, checks: Sequence[type[Check]] | None = None
+) -> list[TrialResult]:
     """``analyse_trial`` over (path, shown) pairs, in one worker task."""
-    return [analyse_trial(path, params, shown) for path, shown in trials]
+    return [analyse_trial(path, params, shown, checks) for path, shown in trials]
 
 
 def scan_dask(
-    trials: Sequence[str], params: RuleParams, address: str, on_result: OnResult | None = None
+    trials: Sequence[str], params: RuleParams, address: str, on_result: OnResult | None = None,
+    checks: Sequence[type[Check]] | None = None,
 ) -> list[TrialResult]:
     """Analyse ``trials`` on the Dask cluster whose scheduler listens at ``address``.
 
@@ -209,7 +250,8 @@ def scan_dask(
     try:
         # Absolute paths are made here: a worker's working directory is its own.
         futures = {
-            client.submit(analyse_trial, os.path.abspath(shown), params, shown, pure=False): shown for shown in trials
+            client.submit(analyse_trial, _absolute(shown), params, shown, checks, pure=False): shown
+            for shown in trials
         }
         for future in as_completed(futures, loop=client.loop):
             try:

@@ -1,17 +1,26 @@
 """GitHub Actions workflow commands: annotations on the run's summary page.
 
-A fired criterion and a trial that could not be analysed are ``::error``, a
-verdict warning is ``::warning``, a criterion that is not applicable is
-``::notice``; a last ``::notice`` gives the verdict. Values are escaped as
-the runner expects (``%``, CR and LF; also ``:`` and ``,`` in properties).
+One ``::error`` per fired criterion, with ``file=`` (the step file where it
+fired when the step is known and the file is there, else the trial directory)
+and ``title=``; one ``::error`` per trial that could not be analysed; one
+``::warning`` per verdict warning. A criterion that is not applicable is a
+``::notice`` only with ``--verbose``: GitHub shows at most 10 annotations of
+each kind per step, so a long scan must not bury its failures under notices.
+Errors come first, then warnings, then notices; a last ``::notice`` gives the
+verdict (or the scan's summary line).
+
+Values are escaped as the runner expects (``%``, CR and LF; also ``:`` and
+``,`` in properties).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..checks.base import Status
+from ..checks.base import CriterionResult, Status
+from ..format import step_file_name
 from .junit import failure_message
 from .table import verdict_line
 
@@ -28,33 +37,53 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def command(kind: str, title: str, message: str) -> str:
-    return f"::{kind} title={escape_property(title)}::{escape_data(message)}\n"
+def command(kind: str, title: str, message: str, file: str | None = None) -> str:
+    properties = [] if file is None else [f"file={escape_property(file)}"]
+    properties.append(f"title={escape_property(title)}")
+    return f"::{kind} {','.join(properties)}::{escape_data(message)}\n"
 
 
-def _verdict_lines(verdict: Verdict) -> list[str]:
-    lines = []
+def culprit_file(verdict: Verdict, c: CriterionResult) -> str:
+    """The step file of worker 0 at the criterion's step when it exists, else the trial directory."""
+    if c.step is not None:
+        try:
+            path = os.path.join(verdict.trial, step_file_name(c.step, verdict.params.mode))
+        except ValueError:
+            return verdict.trial
+        if os.path.isfile(path):
+            return path
+    return verdict.trial
+
+
+def _verdict_lines(verdict: Verdict, verbose: bool) -> tuple[list[str], list[str], list[str]]:
+    errors, warnings, notices = [], [], []
     for c in verdict.criteria:
         if c.status is Status.FIRED:
             message = f"{verdict.trial}: {failure_message(c)}: {c.reason}"
-            lines.append(command("error", f"poorinit: {c.title} fired", message))
-        elif c.status is Status.NOT_APPLICABLE:
-            lines.append(command("notice", f"poorinit: {c.title} not applicable", f"{verdict.trial}: {c.reason}"))
-    lines += [command("warning", "poorinit: warning", f"{verdict.trial}: {w}") for w in verdict.warnings]
-    return lines
+            errors.append(command("error", f"poorinit: {c.title} fired", message, culprit_file(verdict, c)))
+        elif c.status is Status.NOT_APPLICABLE and verbose:
+            notices.append(command("notice", f"poorinit: {c.title} not applicable", f"{verdict.trial}: {c.reason}",
+                                   verdict.trial))
+    warnings += [command("warning", "poorinit: warning", f"{verdict.trial}: {w}", verdict.trial)
+                 for w in verdict.warnings]
+    return errors, warnings, notices
 
 
-def render(verdict: Verdict) -> str:
-    return "".join(_verdict_lines(verdict)) + command("notice", "poorinit", verdict_line(verdict).plain)
+def render(verdict: Verdict, verbose: bool = False) -> str:
+    errors, warnings, notices = _verdict_lines(verdict, verbose)
+    return "".join(errors + warnings + notices) + command("notice", "poorinit", verdict_line(verdict).plain)
 
 
-def render_scan(results: Sequence[TrialResult]) -> str:
+def render_scan(results: Sequence[TrialResult], verbose: bool = False) -> str:
     from ..scan import summary_line
 
-    lines = []
+    errors, warnings, notices = [], [], []
     for r in results:
         if r.verdict is not None:
-            lines += _verdict_lines(r.verdict)
+            e, w, n = _verdict_lines(r.verdict, verbose)
+            errors += e
+            warnings += w
+            notices += n
         else:
-            lines.append(command("error", "poorinit: trial not analysed", r.error or r.trial))
-    return "".join(lines) + command("notice", "poorinit scan", summary_line(results))
+            errors.append(command("error", "poorinit: trial not analysed", r.error or r.trial, r.trial))
+    return "".join(errors + warnings + notices) + command("notice", "poorinit scan", summary_line(results))

@@ -1,107 +1,33 @@
-"""The JSON reports (docs/cli.md).
+"""The JSON reports: the documents of :mod:`poorinit.document`, serialised.
 
-* ``poorinit.verdict`` version 1: one analysed trial (``analyze --format json``).
-* ``poorinit.error`` version 1: a trial a scan could not analyse.
-* ``poorinit.scan`` version 1: a whole scan, a summary and one of the two
-  above per trial, worst first.
-
-JSON has no infinity or NaN, and a variance ratio can be infinite: such
-figures are written as the strings ``"inf"``, ``"-inf"`` and ``"nan"``.
+JSON has no infinity or NaN: such figures are the strings ``"inf"``,
+``"-inf"`` and ``"nan"`` (see :func:`poorinit.document.number`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .. import __version__
-from ..checks.base import CriterionResult
-from ..rule import Verdict
-from .diagnosis import document as diagnosis_document
+from ..document import (  # noqa: F401 (re-exported: the documents' home used to be here)
+    ERROR_SCHEMA,
+    ERROR_SCHEMA_VERSION,
+    SCAN_SCHEMA,
+    SCAN_SCHEMA_VERSION,
+    SCHEMA,
+    SCHEMA_VERSION,
+    criterion_document,
+    document,
+    error_document,
+    number,
+    result_document,
+    scan_document,
+)
 
 if TYPE_CHECKING:
+    from ..rule import Verdict
     from ..scan import TrialResult
-
-SCHEMA = "poorinit.verdict"
-SCHEMA_VERSION = 1
-ERROR_SCHEMA = "poorinit.error"
-ERROR_SCHEMA_VERSION = 1
-SCAN_SCHEMA = "poorinit.scan"
-SCAN_SCHEMA_VERSION = 1
-
-
-def number(value: float | None) -> float | str | None:
-    if value is None or math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-
-
-def criterion_document(c: CriterionResult) -> dict[str, Any]:
-    return {
-        "check": c.check,
-        "title": c.title,
-        "status": c.status.value,
-        "figure": number(c.figure),
-        "limit": number(c.limit),
-        "relation": c.relation,
-        "step": c.step,
-        "tensor": c.tensor,
-        "reason": c.reason,
-        "per_step": [[step, number(value)] for step, value in c.per_step],
-        "remedy": c.remedy,
-    }
-
-
-def document(verdict: Verdict) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "poorinit_version": __version__,
-        "trial": verdict.trial,
-        "status": verdict.status,
-        "fired": verdict.fired,
-        "exit_code": verdict.exit_code,
-        "mode": verdict.params.mode,
-        "steps": list(verdict.steps),
-        "parameters": verdict.params.as_dict(),
-        "warnings": list(verdict.warnings),
-        "criteria": [criterion_document(c) for c in verdict.criteria],
-        "diagnosis": None if verdict.diagnosis is None else diagnosis_document(verdict.diagnosis),
-    }
-
-
-def error_document(trial: str, error: str) -> dict[str, Any]:
-    return {
-        "schema": ERROR_SCHEMA,
-        "schema_version": ERROR_SCHEMA_VERSION,
-        "poorinit_version": __version__,
-        "trial": trial,
-        "status": "error",
-        "exit_code": 2,
-        "error": error,
-    }
-
-
-def result_document(result: TrialResult) -> dict[str, Any]:
-    """A scanned trial: its verdict document, or an error document."""
-    if result.verdict is not None:
-        return document(result.verdict)
-    return error_document(result.trial, result.error or "")
-
-
-def scan_document(results: Sequence[TrialResult]) -> dict[str, Any]:
-    from ..scan import counts, scan_exit_code
-
-    return {
-        "schema": SCAN_SCHEMA,
-        "schema_version": SCAN_SCHEMA_VERSION,
-        "poorinit_version": __version__,
-        "exit_code": scan_exit_code(results),
-        "summary": counts(results),
-        "trials": [result_document(r) for r in results],
-    }
 
 
 def render(verdict: Verdict) -> str:

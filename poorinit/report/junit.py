@@ -1,14 +1,26 @@
-"""JUnit XML, for CI systems that show test reports (GitLab, Jenkins, GitHub actions).
+"""JUnit XML, for CI systems that show test reports (Jenkins, GitLab, GitHub actions).
 
-One ``<testsuite>`` per trial and one ``<testcase>`` per criterion: a fired
-criterion is a ``<failure>`` whose message carries the figure and the limit,
-a criterion that is not applicable is ``<skipped>``, and a trial that could
-not be analysed is one test case with an ``<error>``. The exact figures are
-also ``<property>`` elements of the test case.
+Valid against Jenkins xUnit's junit-10.xsd (tests/schemas/junit-10.xsd, checked
+by a real validator in tests/test_junit_schema.py), which is also what GitLab
+reads. One ``<testsuite>`` per trial and one ``<testcase>`` per criterion: a
+fired criterion is a ``<failure>`` whose message carries the figure and the
+limit, a criterion that is not applicable is ``<skipped>`` with its reason, and
+a trial that could not be analysed is one test case with an ``<error>``.
+
+The schema allows ``<properties>`` only on a suite, so the exact figures of
+each criterion are suite properties named ``<criterion>.figure``,
+``<criterion>.limit``, ... A suite's ``time`` is how long the trial's analysis
+took and its ``timestamp`` when it started (UTC); a case's ``time`` is 0,
+because the criteria are measured together in one pass over the step files
+and have no duration of their own. ``<testsuites>`` carries no ``skipped``
+count: the schema has none there.
 """
 
 from __future__ import annotations
 
+import datetime
+import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -19,6 +31,15 @@ from .table import figure, limit
 if TYPE_CHECKING:
     from ..rule import Verdict
     from ..scan import TrialResult
+
+# Characters XML 1.0 cannot carry at all, escaped or not: a tensor name with a
+# control character must not make the whole report unparsable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def text(value: object) -> str:
+    """A string safe as XML text or attribute (ElementTree escapes ``<&"``; this drops what XML cannot hold)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 
 def failure_message(c: CriterionResult) -> str:
@@ -31,62 +52,77 @@ def failure_message(c: CriterionResult) -> str:
     return f"{c.title} fired: figure {figure(c.figure)}, fires when {limit(c)}{at}"
 
 
-def _counts(suite: ET.Element, tests: int, failures: int, errors: int, skipped: int) -> None:
+def _seconds(value: float | None) -> str:
+    return f"{value or 0.0:.3f}"
+
+
+def _timestamp(started: float | None) -> str:
+    when = time.time() if started is None else started
+    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _suite(parent: ET.Element, result: TrialResult) -> ET.Element:
+    return ET.SubElement(parent, "testsuite", name=text(result.trial), time=_seconds(result.seconds),
+                         timestamp=_timestamp(result.started))
+
+
+def _counts(suite: ET.Element, tests: int, failures: int, errors: int, skipped: int | None = None) -> None:
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
-    suite.set("skipped", str(skipped))
+    if skipped is not None:
+        suite.set("skipped", str(skipped))
 
 
-def _verdict_suite(parent: ET.Element, verdict: Verdict) -> tuple[int, int, int, int]:
-    suite = ET.SubElement(parent, "testsuite", name=verdict.trial)
+def _verdict_suite(parent: ET.Element, result: TrialResult, verdict: Verdict) -> tuple[int, int, int]:
+    suite = _suite(parent, result)
     properties = ET.SubElement(suite, "properties")
-    ET.SubElement(properties, "property", name="mode", value=verdict.params.mode)
+    ET.SubElement(properties, "property", name="mode", value=text(verdict.params.mode))
     ET.SubElement(properties, "property", name="steps", value=",".join(map(str, verdict.steps)))
+    for c in verdict.criteria:
+        for key, value in (("status", c.status.value), ("figure", c.figure), ("limit", c.limit),
+                           ("relation", c.relation), ("step", c.step), ("tensor", c.tensor)):
+            if value is not None and value != "":
+                ET.SubElement(properties, "property", name=f"{c.check}.{key}", value=text(value))
     failures = skipped = 0
     for c in verdict.criteria:
-        case = ET.SubElement(suite, "testcase", classname=verdict.trial, name=c.title)
-        case_properties = ET.SubElement(case, "properties")
-        for key, value in (("figure", c.figure), ("limit", c.limit), ("relation", c.relation), ("step", c.step),
-                           ("tensor", c.tensor)):
-            if value is not None and value != "":
-                ET.SubElement(case_properties, "property", name=key, value=str(value))
+        case = ET.SubElement(suite, "testcase", name=text(c.title), classname=text(verdict.trial), time="0")
         if c.status is Status.FIRED:
             failures += 1
-            ET.SubElement(case, "failure", message=failure_message(c), type="fired").text = c.reason
+            ET.SubElement(case, "failure", message=text(failure_message(c)), type="fired").text = text(c.reason)
         elif c.status is Status.NOT_APPLICABLE:
             skipped += 1
-            ET.SubElement(case, "skipped", message=c.reason)
+            ET.SubElement(case, "skipped", message=text(c.reason))
     if verdict.warnings:
-        ET.SubElement(suite, "system-out").text = "\n".join(f"warning: {w}" for w in verdict.warnings)
-    totals = (len(verdict.criteria), failures, 0, skipped)
-    _counts(suite, *totals)
-    return totals
+        ET.SubElement(suite, "system-out").text = text("\n".join(f"warning: {w}" for w in verdict.warnings))
+    _counts(suite, len(verdict.criteria), failures, 0, skipped)
+    return len(verdict.criteria), failures, 0
 
 
-def _error_suite(parent: ET.Element, trial: str, error: str) -> tuple[int, int, int, int]:
-    suite = ET.SubElement(parent, "testsuite", name=trial)
-    case = ET.SubElement(suite, "testcase", classname=trial, name="analysis")
-    ET.SubElement(case, "error", message=error, type="not analysed").text = error
+def _error_suite(parent: ET.Element, result: TrialResult) -> tuple[int, int, int]:
+    suite = _suite(parent, result)
+    error = result.error or ""
+    case = ET.SubElement(suite, "testcase", name="analysis", classname=text(result.trial),
+                         time=_seconds(result.seconds))
+    ET.SubElement(case, "error", message=text(error), type="not analysed").text = text(error)
     _counts(suite, 1, 0, 1, 0)
-    return (1, 0, 1, 0)
+    return 1, 0, 1
 
 
 def _document(results: Sequence[TrialResult]) -> str:
     root = ET.Element("testsuites", name="poorinit")
-    totals = [0, 0, 0, 0]
+    totals = [0, 0, 0]
     for r in results:
-        if r.verdict is not None:
-            counted = _verdict_suite(root, r.verdict)
-        else:
-            counted = _error_suite(root, r.trial, r.error or "")
+        counted = _verdict_suite(root, r, r.verdict) if r.verdict is not None else _error_suite(root, r)
         totals = [a + b for a, b in zip(totals, counted, strict=True)]
     _counts(root, *totals)
+    root.set("time", _seconds(sum(r.seconds or 0.0 for r in results)))
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def render(verdict: Verdict) -> str:
+    """One verdict; no timing known (the command line uses :func:`render_scan` with a timed result)."""
     from ..scan import TrialResult
 
     return _document([TrialResult(verdict.trial, verdict=verdict)])

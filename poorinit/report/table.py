@@ -58,7 +58,8 @@ def verdict_line(verdict: Verdict) -> Text:
 # where nothing else is wrapped (docs/cli.md, "Output").
 
 
-def renderable(verdict: Verdict) -> Group:
+def renderable(verdict: Verdict, show_warnings: bool = True) -> Group:
+    """The table, the reasons, the warnings (unless the caller prints them on stderr) and the verdict line."""
     span = f"steps {verdict.steps[0]}-{verdict.steps[-1]}" if verdict.steps else "no steps"
     title = Text(f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}", style="italic")
     table = Table()
@@ -87,7 +88,8 @@ def renderable(verdict: Verdict) -> Group:
         from .diagnosis import renderable as diagnosis_renderable
 
         parts.append(diagnosis_renderable(verdict.diagnosis))
-    parts += [Text(f"warning: {w}", style="yellow") for w in verdict.warnings]
+    if show_warnings:
+        parts += [Text(f"warning: {w}", style="yellow") for w in verdict.warnings]
     parts.append(verdict_line(verdict))
     return Group(*parts)
 
