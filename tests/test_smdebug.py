@@ -384,3 +384,7 @@ def test_convert_refuses_a_target_that_holds_files(tmp_path):
 def test_convert_reads_smdebug_trials_only():
     expect_error(run("convert", DATA / "good_poorinit", "/nonexistent/out"), "convert-not-smdebug",
                  DATA / "good_poorinit")
+
+
+def test_follow_refuses_an_smdebug_trial_at_once():
+    expect_error(run("analyze", "--follow", GOOD, "--timeout", "600"), "follow-smdebug", GOOD)
