@@ -23,6 +23,7 @@ criteria judge the step as they would judge the first step of a trial.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -106,20 +107,41 @@ class _MemoryWriter:
 
 
 class _MemoryTrial:
-    """The one recorded step, as :class:`~poorinit.analysis.Analysis` reads a trial."""
+    """The one recorded step, as :class:`~poorinit.analysis.Analysis` reads a trial
+    (the :class:`~poorinit.sources.TrialReader` interface): one worker, one mode."""
 
-    def __init__(self, writer: _MemoryWriter, name: str) -> None:
+    format_name = "poorinit (in memory)"
+
+    def __init__(self, writer: _MemoryWriter, name: str, mode: str) -> None:
         self._writer = writer
+        self._mode = mode
         self.path = name
 
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return (self._mode,)
+
+    @property
+    def workers(self) -> tuple[int, ...]:
+        return (0,)
+
+    @property
+    def finished(self) -> bool:
+        return True
+
+    def mode_workers(self, mode: str) -> list[int]:
+        return [0] if mode == self._mode else []
+
     def steps(self, mode: str = "train") -> list[int]:
-        return sorted(self._writer.steps)
+        return sorted(self._writer.steps) if mode == self._mode else []
 
-    def step_files(self, step: int, mode: str = "train") -> list[int]:
-        return [step] if step in self._writer.steps else []
+    def step_files(self, step: int, mode: str = "train") -> list[fmt.StepFile]:
+        if mode != self._mode or step not in self._writer.steps:
+            return []
+        return [fmt.StepFile(step, mode, 0, Path(_SOURCE))]
 
-    def open(self, step_file: int) -> _MemoryReader:
-        return self._writer.steps[step_file]
+    def open(self, step_file: fmt.StepFile) -> _MemoryReader:
+        return self._writer.steps[step_file.step]
 
 
 class _Saved:
@@ -196,7 +218,7 @@ def preflight(
             recorder.loss(loss)
     finally:
         saved.restore()
-    analysis = Analysis(_MemoryTrial(writer, name), rule_params, explain=True)  # type: ignore[arg-type]
+    analysis = Analysis(_MemoryTrial(writer, name, rule_params.mode), rule_params, explain=True)  # type: ignore[arg-type]
     analysis.add_step(_STEP)
     return analysis.verdict()
 
