@@ -101,9 +101,18 @@ def rows(smoke: bool = False, tmp: str | os.PathLike[str] | None = None, *, runs
     """The recording rows; bench/run.py calls ``rows(smoke, tmp)`` and adds them to its table."""
     batch, steps = (8, 2) if smoke else (64, 10)
     runs = 1 if smoke else runs
-    found: list[Row] = []
+    made = tmp is not None and not Path(tmp).exists()
     if tmp is not None:
         Path(tmp).mkdir(parents=True, exist_ok=True)
+    try:
+        return _rows(smoke, tmp, runs, batch, steps)
+    finally:
+        if made:
+            Path(tmp).rmdir()  # type: ignore[arg-type]
+
+
+def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int, steps: int) -> list[Row]:
+    found: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="poorinit-bench-recording-", dir=tmp) as directory:
         root = Path(directory)
         counter = 0
@@ -127,8 +136,9 @@ def rows(smoke: bool = False, tmp: str | os.PathLike[str] | None = None, *, runs
                 per_step = statistics.median(times) / steps
                 ratio = per_step / base
                 found.append((
-                    f"recorded step, {label}, batch {batch}",
-                    f"a recorded step ({name}, the final wait for the writer included) vs an unrecorded one",
+                    "recording",
+                    f"{label}, batch {batch}: a recorded step ({name}, the final wait for the writer included) "
+                    "vs an unrecorded one",
                     f"{per_step * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({ratio:.1f}x)",
                     f"<= {TARGET}x" if name == "background writer" else "n/a (for comparison)",
                     (ratio <= TARGET) if name == "background writer" and not smoke else None,
@@ -152,15 +162,15 @@ def rows(smoke: bool = False, tmp: str | os.PathLike[str] | None = None, *, runs
         for compression in ("gzip", "lzf"):
             size, read = size_of(trials[compression]), statistics.median(reads[compression])
             found.append((
-                f"trial size, {compression}",
-                f"MLP trial ({steps} steps) compressed vs plain",
+                "trial size",
+                f"MLP trial ({steps} steps) {compression}-compressed vs plain",
                 f"{size / 2**20:.2f} MiB vs {plain_size / 2**20:.2f} MiB ({size / plain_size:.2f}x)",
                 "opt-in compression, size in the table",
                 None,
             ))  # fmt: skip
             found.append((
-                f"analyze time, {compression}",
-                f"analyze of the {compression} trial vs the plain one",
+                "trial size",
+                f"read cost: `poorinit.analyze` of the {compression} trial vs the plain one",
                 f"{read * 1e3:.0f} ms vs {plain_read * 1e3:.0f} ms ({read / plain_read:.2f}x)",
                 "read cost in the table",
                 None,
