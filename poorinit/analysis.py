@@ -55,7 +55,8 @@ class Analysis:
     """The rule applied to one trial, step by step."""
 
     def __init__(
-        self, trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *, explain: bool = False
+        self, trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *,
+        explain: bool = False
     ) -> None:
         from .diagnosis import DiagnosisMeasurer
 

@@ -434,7 +434,7 @@ def scan(roots: tuple[str, ...], fmt: tuple[str, ...], outputs: tuple[str, ...],
     if not found.trials:
         raise PoorinitError(
             f"no trials found below {', '.join(roots)} (a trial is a directory of step files named like "
-            f"{step_file_name(0)})"
+            f"{step_file_name(0)}, or a SageMaker Debugger trial)"
         )
 
     # JSON lines are written as each trial is analysed, to their file or stdout.
@@ -535,6 +535,18 @@ def inspect(trial: str, fmt: str, color: str, debug: bool) -> int:
         click.echo(render_json(description), nl=False)
     else:
         render_table(description, color=color)
+    return EXIT_PASSED
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=str, readable=False), metavar="SMDEBUG_TRIAL")
+@click.argument("target", type=click.Path(path_type=str, readable=False), metavar="OUT")
+@debug_option
+def convert(source: str, target: str, debug: bool) -> int:
+    """Write the SageMaker Debugger trial SMDEBUG_TRIAL as a poorinit trial in the new directory OUT."""
+    from .convert import convert as convert_trial
+
+    click.echo(convert_trial(source, target).line())
     return EXIT_PASSED
 
 

@@ -68,6 +68,23 @@ def _holds_step_files(entries: Sequence[os.DirEntry[str]]) -> bool:
     return any(fmt.STEP_FILE_RE.match(e.name) and e.is_file() for e in entries)
 
 
+def _is_smdebug_trial(directory: str, entries: Sequence[os.DirEntry[str]]) -> bool:
+    """A SageMaker Debugger trial (events/ or index/ holding step directories; poorinit.smdebug)."""
+    if not any(e.name in ("events", "index") for e in entries):
+        return False
+    from .smdebug.layout import looks_like_smdebug
+    from .store import LocalStore
+
+    return looks_like_smdebug(LocalStore(), directory)
+
+
+def _absolute(shown: str) -> str:
+    """Where a worker reads a trial: an absolute path, or the URL as it is."""
+    from .sources import is_url
+
+    return shown if is_url(shown) else os.path.abspath(shown)
+
+
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -84,6 +101,13 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
     unreadable: list[tuple[str, str]] = []
     visited: set[tuple[int, int]] = set()
     for root in map(str, roots):
+        from .sources import is_url
+
+        if is_url(root):  # an object store: one recursive listing (poorinit.remote)
+            from .remote import discover as discover_remote
+
+            trials.extend(discover_remote(root))
+            continue
         if not os.path.isdir(root):
             problem = "no such directory" if not os.path.exists(root) else "is a file, not a directory of trials"
             raise PoorinitError(f"{root}: {problem}")
@@ -102,7 +126,7 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
             except OSError as error:
                 unreadable.append((directory, error.strerror or str(error)))
                 continue
-            if _holds_step_files(entries):
+            if _holds_step_files(entries) or _is_smdebug_trial(directory, entries):
                 trials.append(directory)
                 continue
             for entry in reversed(entries):
@@ -157,7 +181,7 @@ def scan_local(
     results = []
     if jobs <= 1 or len(trials) <= 1:
         for shown in trials:
-            result = analyse_trial(os.path.abspath(shown), params, shown, checks)
+            result = analyse_trial(_absolute(shown), params, shown, checks)
             results.append(result)
             if on_result:
                 on_result(result)
@@ -176,7 +200,7 @@ def scan_local(
     with ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=context) as pool:
         # Absolute paths are made here, where the user's working directory is.
         futures = [
-            pool.submit(analyse_batch, [(os.path.abspath(shown), shown) for shown in batch], params, checks)
+            pool.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks)
             for batch in batches
         ]
         try:
@@ -226,7 +250,7 @@ def scan_dask(
     try:
         # Absolute paths are made here: a worker's working directory is its own.
         futures = {
-            client.submit(analyse_trial, os.path.abspath(shown), params, shown, checks, pure=False): shown
+            client.submit(analyse_trial, _absolute(shown), params, shown, checks, pure=False): shown
             for shown in trials
         }
         for future in as_completed(futures, loop=client.loop):

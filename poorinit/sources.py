@@ -97,8 +97,9 @@ def _poorinit_open(store: Store, path: str) -> TrialReader:
         from .trial import Trial
 
         return Trial(path)
-    from .remote import RemoteTrial
+    from .remote import FsspecStore, RemoteTrial
 
+    assert isinstance(store, FsspecStore)
     return RemoteTrial(store, path)
 
 

@@ -347,3 +347,40 @@ def test_the_committed_trials_are_small_and_say_how_they_were_made():
     assert total < 1_000_000
     header = struct.unpack("<Q", event_file(GOOD, 0).read_bytes()[:8])[0]
     assert header > 0
+
+
+# -- convert ---------------------------------------------------------------------------
+
+
+def test_convert_writes_a_poorinit_trial_judged_alike(tmp_path):
+    out = tmp_path / "converted"
+    result = run("convert", POOR, out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("converted 10 step files (")
+    assert sorted(p.name for p in out.iterdir())[:2] == ["000000000000_train_0.h5", "000000000001_train_0.h5"]
+    assert (out / "FINISHED_0").exists()  # the smdebug job had ended (training_job_end.ts)
+    assert criteria(analyze(out)) == criteria(analyze(POOR))
+    trial = open_trial(out)
+    with trial.open(trial.step_files(3)[0]) as reader:
+        names = dict(reader.tensor_names())
+        assert names["layer1_relu_input_0"] == ("activation_inputs",)
+        assert names["CrossEntropyLoss_output_0"] == ("losses",)
+        assert reader.attrs["smdebug_global_step"] == 3 and reader.attrs["smdebug_worker"] == "worker_0"
+        assert reader.tensor("layer1_relu_input_0").attrs["smdebug_collections"] == "relu_input"
+
+
+def test_convert_keeps_every_mode(tmp_path):
+    out = tmp_path / "converted"
+    assert run("convert", GOOD, out).returncode == 0
+    assert open_trial(out).steps("eval") == [0, 1]
+
+
+def test_convert_refuses_a_target_that_holds_files(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    expect_error(run("convert", GOOD, tmp_path / "out"), "convert-target", tmp_path / "out")
+
+
+def test_convert_reads_smdebug_trials_only():
+    expect_error(run("convert", DATA / "good_poorinit", "/nonexistent/out"), "convert-not-smdebug",
+                 DATA / "good_poorinit")

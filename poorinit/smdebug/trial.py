@@ -201,6 +201,11 @@ class SmdebugStepReader:
         self._located: dict[str, _Located] | None = None
         self._decoded: dict[str, Any] = {}  # name -> TensorProto, for steps read whole
 
+    @property
+    def global_step(self) -> int:
+        """smdebug's step number across modes (the one in the file names)."""
+        return self._entry.global_step
+
     # Listing -----------------------------------------------------------
     def _locations(self) -> dict[str, _Located]:
         if self._located is None:

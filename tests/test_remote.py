@@ -1,0 +1,177 @@
+"""Trials in S3, against a real S3 endpoint: moto's standalone server on 127.0.0.1.
+
+The CLI runs as a subprocess with the endpoint in ``AWS_ENDPOINT_URL_S3``, the
+way a user points botocore (and so s3fs) at another endpoint; credentials are
+moto's test values, passed the usual way (environment).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .test_errors_doc import expect_error
+
+pytest.importorskip("s3fs", reason="the 'remote' extra (fsspec, s3fs) is part of 'test'")
+moto_server = pytest.importorskip("moto.server", reason="moto[server] is part of the 'test' extra")
+
+DATA = Path(__file__).parent / "data" / "smdebug"
+SECRET = "never-print-this-secret-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    """A running moto S3 server holding bucket 'runs' with both formats, and the environment that reaches it."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    env.pop("AWS_PROFILE", None)
+    upload = (
+        "import sys, s3fs\n"
+        "fs = s3fs.S3FileSystem()\n"
+        "fs.mkdir('runs')\n"
+        "for local, key in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+        "    fs.put(local, key, recursive=True)\n"
+    )
+    pairs = []
+    for name in ("good", "poor", "good_poorinit", "poor_poorinit"):
+        pairs += [str(DATA / name), f"runs/jobs/{name}"]
+    subprocess.run([sys.executable, "-c", upload, *pairs], env=env, check=True, timeout=120)
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
+def run(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["poorinit", *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def put(env: dict[str, str], key: str, data: bytes) -> None:
+    code = "import sys, s3fs; s3fs.S3FileSystem().pipe(sys.argv[1], sys.stdin.buffer.read())"
+    subprocess.run([sys.executable, "-c", code, key], input=data, env=env, check=True, timeout=60)
+
+
+def test_a_poorinit_trial_in_s3_is_judged_and_named_unmangled(s3_env):
+    result = run(s3_env, "analyze", "s3://runs/jobs/poor_poorinit", "--format", "json")
+    assert result.returncode == 1, result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["trial"] == "s3://runs/jobs/poor_poorinit"
+    local = json.loads(run(s3_env, "analyze", DATA / "poor_poorinit", "--format", "json").stdout)
+    assert [c["figure"] for c in verdict["criteria"]] == [c["figure"] for c in local["criteria"]]
+
+
+def test_an_smdebug_trial_in_s3_is_judged(s3_env):
+    assert run(s3_env, "analyze", "s3://runs/jobs/good", "--quiet").returncode == 0
+    fired = run(s3_env, "analyze", "s3://runs/jobs/poor", "--quiet")
+    assert fired.returncode == 1, fired.stderr
+    assert "s3://runs/jobs/poor " in fired.stdout
+
+
+def test_inspect_an_smdebug_trial_in_s3(s3_env):
+    result = run(s3_env, "inspect", "s3://runs/jobs/good", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["trial"] == "s3://runs/jobs/good" and described["format"] == "smdebug"
+    assert described["modes"][0]["first_step_file"] == "000000000000_worker_0.tfevents"
+
+
+def test_scan_finds_both_formats_below_a_prefix(s3_env):
+    result = run(s3_env, "scan", "s3://runs/jobs", "--format", "json", "--jobs", "1")
+    assert result.returncode == 1, result.stderr
+    rows = {row["trial"]: row["status"] for row in json.loads(result.stdout)["trials"]}
+    assert rows == {
+        "s3://runs/jobs/good": "passed", "s3://runs/jobs/good_poorinit": "passed",
+        "s3://runs/jobs/poor": "fired", "s3://runs/jobs/poor_poorinit": "fired",
+    }
+
+
+def test_only_the_analysed_step_files_are_read(s3_env, tmp_path):
+    """A damaged step file beyond --steps is never fetched, so it cannot stop the analysis."""
+    trial = tmp_path / "trial"
+    shutil.copytree(DATA / "good_poorinit", trial)
+    (trial / "000000000009_train_0.h5").write_bytes(b"not HDF5 at all")
+    code = "import sys, s3fs; s3fs.S3FileSystem().put(sys.argv[1], sys.argv[2], recursive=True)"
+    subprocess.run([sys.executable, "-c", code, str(trial), "runs/partly-damaged"], env=s3_env, check=True, timeout=60)
+    assert run(s3_env, "analyze", "s3://runs/partly-damaged", "--steps", "6", "--quiet").returncode == 0
+    damaged = run(s3_env, "analyze", "s3://runs/partly-damaged")
+    expect_error(damaged, "step-not-hdf5", "s3://runs/partly-damaged/000000000009_train_0.h5")
+
+
+def test_only_the_records_of_selected_tensors_are_read(s3_env):
+    """A weight's record with a broken length CRC: never read, since no criterion selects weights."""
+    data = bytearray((DATA / "good" / "events" / "000000000000" / "000000000000_worker_0.tfevents").read_bytes())
+    index = json.loads((DATA / "good" / "index" / "000000000" / "000000000000_worker_0.json").read_text())
+    weight = next(t for t in index["tensor_payload"] if t["tensorname"] == "MLP_fc1.weight")
+    data[weight["start_idx"] + 8] ^= 0xFF
+    code = ("import sys, s3fs; fs = s3fs.S3FileSystem(); fs.copy(sys.argv[1], sys.argv[2], recursive=True)")
+    subprocess.run([sys.executable, "-c", code, "runs/jobs/good", "runs/weight-damaged"], env=s3_env, check=True,
+                   timeout=60)
+    put(s3_env, "runs/weight-damaged/events/000000000000/000000000000_worker_0.tfevents", bytes(data))
+    assert run(s3_env, "analyze", "s3://runs/weight-damaged", "--quiet").returncode == 0
+
+
+def test_a_missing_bucket(s3_env):
+    result = run(s3_env, "analyze", "s3://no-such-bucket/trial")
+    expect_error(result, "remote-no-bucket", "s3://no-such-bucket/trial")
+    assert SECRET not in result.stderr
+
+
+def test_a_missing_key(s3_env):
+    expect_error(run(s3_env, "analyze", "s3://runs/no/such/trial"), "remote-no-key", "s3://runs/no/such/trial")
+
+
+def test_a_prefix_that_holds_no_trial(s3_env):
+    put(s3_env, "runs/notes/readme.txt", b"hello")
+    expect_error(run(s3_env, "analyze", "s3://runs/notes"), "remote-no-trial", "s3://runs/notes")
+
+
+def test_scan_of_an_empty_prefix(s3_env):
+    expect_error(run(s3_env, "scan", "s3://runs/nothing-here"), "remote-scan-empty", "s3://runs/nothing-here")
+
+
+def test_an_unreachable_endpoint_ends_in_exit_2(s3_env):
+    """Nothing listens on the port: bounded by remote.CONNECT_TIMEOUT and MAX_ATTEMPTS, not by a hang."""
+    env = {**s3_env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}
+    result = run(env, "analyze", "s3://runs/jobs/good")
+    expect_error(result, "remote-request", "s3://runs/jobs/good", "Could not connect")
+    assert SECRET not in result.stderr
+
+
+def test_without_fsspec_the_error_names_the_extra(s3_env):
+    code = (
+        "import sys; sys.modules['fsspec'] = None\n"
+        "from poorinit.cli import main\n"
+        "sys.exit(main(['analyze', 's3://runs/jobs/good']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=s3_env, timeout=60)
+    message = expect_error(result, "remote-extra", "s3://runs/jobs/good")
+    assert "pip install 'poorinit[remote]'" in message
+
+
+def test_an_unknown_protocol():
+    expect_error(subprocess.run(["poorinit", "analyze", "nosuchproto://x/y"], capture_output=True, text=True,
+                                timeout=60), "remote-protocol", "nosuchproto://x/y")
