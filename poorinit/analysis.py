@@ -49,6 +49,20 @@ class StepMeasures:
     names: set[str] = field(default_factory=set)
     wrong_collection: dict[int, set[str]] = field(default_factory=dict)
     collections: set[str] = field(default_factory=set)  # every collection a tensor of the step is in
+    # The workers whose files were read, and tensor -> workers whose file lacked it.
+    read_workers: frozenset[int] = frozenset()
+    missing_tensors: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _missing_tensors(listings: Sequence[tuple[Any, Sequence[tuple[str, Any]]]]) -> dict[str, list[int]]:
+    """Tensor -> the workers whose file at this step lacks it, though another worker's has it."""
+    by_worker = {reader.step_file.worker: {name for name, _ in listed} for reader, listed in listings}
+    missing = {}
+    for name in set().union(*by_worker.values()):
+        lacking = sorted(w for w, names in by_worker.items() if name not in names)
+        if lacking:
+            missing[name] = lacking
+    return missing
 
 
 class Analysis:
@@ -69,6 +83,10 @@ class Analysis:
         self._names: set[str] = set()
         self._collections: set[str] = set()
         self.steps: list[int] = []
+        # What each analysed step was judged on: the workers whose files were
+        # read, and (step, tensor) -> workers whose file lacked the tensor.
+        self._read_workers: dict[int, frozenset[int]] = {}
+        self._missing_tensors: dict[tuple[int, str], list[int]] = {}
         # The per-layer diagnosis reads the first analysed step's files while they are open.
         self._diagnosis = DiagnosisMeasurer(params) if explain else None
 
@@ -86,9 +104,12 @@ class Analysis:
         collections_seen: set[str] = set()
         wrong: dict[int, set[str]] = {}
         try:
-            for step_file in self.trial.step_files(step, self.params.mode):
+            step_files = self.trial.step_files(step, self.params.mode)
+            read_workers = frozenset(f.worker for f in step_files)
+            for step_file in step_files:
                 readers.append(self.trial.open(step_file))
             listings = [(reader, reader.tensor_names()) for reader in readers]
+            missing_tensors = _missing_tensors(listings) if len(listings) > 1 else {}
             if self._diagnosis is not None and self._diagnosis.measure is None:
                 self._diagnosis.take(step, listings)
             for index, (check, selector) in enumerate(zip(self.checks, self._selectors, strict=True)):
@@ -103,20 +124,96 @@ class Analysis:
                             wrong.setdefault(index, set()).add(name)
                 if chosen:
                     measures[index] = check.measure(step, chosen)
+            # A file rewritten in place while it was read was read half old, half new.
+            # (A reader of another format may have no such check.)
+            for reader in readers:
+                check_unchanged = getattr(reader, "check_unchanged", None)
+                if check_unchanged is not None:
+                    check_unchanged()
         finally:
             for reader in readers:
                 reader.close()
-        return StepMeasures(step, measures, names, wrong, collections_seen)
+        return StepMeasures(step, measures, names, wrong, collections_seen, read_workers, missing_tensors)
 
     def record(self, measured: StepMeasures) -> None:
-        """Add a step measured by :meth:`measure` (in step order)."""
+        """Add a step measured by :meth:`measure` (in step order; again, when --follow re-reads it)."""
+        step = measured.step
         for index, figure in measured.measures.items():
-            self._measures[index][measured.step] = figure
+            self._measures[index][step] = figure
         for index, names in measured.wrong_collection.items():
             self._wrong_collection[index] |= names
         self._names |= measured.names
         self._collections |= measured.collections
-        self.steps.append(measured.step)
+        self._read_workers[step] = measured.read_workers
+        for key in [key for key in self._missing_tensors if key[0] == step]:
+            del self._missing_tensors[key]
+        for name, workers in measured.missing_tensors.items():
+            self._missing_tensors[(step, name)] = workers
+        if step not in self.steps:  # --follow may read a step again when a late file arrives
+            self.steps.append(step)
+            self.steps.sort()
+
+    def stale_steps(self) -> list[int]:
+        """Analysed steps whose files, as the trial is listed now, include a worker not read then.
+
+        ``--follow`` reads them again: a worker's file for an early step may
+        arrive late, and what it holds must count as ``analyze`` would count it.
+        """
+        mode = self.params.mode
+        return [
+            step for step in self.steps
+            if {f.worker for f in self.trial.step_files(step, mode)} - self._read_workers.get(step, frozenset())
+        ]
+
+    def missing_workers(self) -> dict[int, list[int]]:
+        """Analysed step -> the workers of the trial (as listed now) whose file it was judged without."""
+        workers = self.workers()
+        missing = {}
+        for step in self.steps:
+            read = self._read_workers.get(step, frozenset())
+            lacking = [w for w in workers if w not in read]
+            if lacking:
+                missing[step] = lacking
+        return missing
+
+    @property
+    def waiting_for_workers(self) -> bool:
+        """Whether some analysed step still lacks the file of a worker the trial has."""
+        return bool(self.missing_workers())
+
+    def workers(self) -> list[int]:
+        """The workers that wrote step files of the analysed mode, anywhere in the trial."""
+        mode_workers = getattr(self.trial, "mode_workers", None)
+        if mode_workers is None:  # a reader of another format (poorinit/sources): its workers, all modes
+            return list(self.trial.workers)
+        return list(mode_workers(self.params.mode))
+
+    @property
+    def partial(self) -> bool:
+        """Whether some analysed step lacks a worker's file, or a tensor some other worker wrote."""
+        return self.waiting_for_workers or any(step in self.steps for step, _ in self._missing_tensors)
+
+    def partial_warnings(self) -> list[str]:
+        warnings = []
+        by_worker: dict[int, list[int]] = {}
+        for step, workers in sorted(self.missing_workers().items()):
+            for worker in workers:
+                by_worker.setdefault(worker, []).append(step)
+        for worker, steps in sorted(by_worker.items()):
+            shown = ", ".join(map(str, steps[:5])) + (" ..." if len(steps) > 5 else "")
+            warnings.append(
+                f"judged on part of the data: worker {worker} has no step file at steps {shown} "
+                "(its data there is missing, not judged)"
+            )
+        missing = sorted(self._missing_tensors.items())
+        for (step, name), workers in missing[:5]:
+            warnings.append(
+                f"judged on part of the data: tensor {name} at step {step} is missing from the file of worker "
+                f"{', '.join(map(str, workers))} (other workers wrote it)"
+            )
+        if len(missing) > 5:
+            warnings.append(f"judged on part of the data: {len(missing) - 5} more tensors missing for some workers")
+        return warnings
 
     def results(self) -> list[CriterionResult]:
         results = []
@@ -175,6 +272,7 @@ class Analysis:
             if measures and missing:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
                 warnings.append(f"{check.title}: no tensor matched {selector.describe()} at steps {shown}")
+        warnings += self.partial_warnings()
         from .diagnosis import with_remedies
         from .remedy import kind_from_name
 
@@ -182,7 +280,8 @@ class Analysis:
         kinds = [kind_from_name(name) for name in sorted(self._names, key=depth_key)]
         results = with_remedies(self.results(), diagnosis, self._layer_variances(), kinds)
         return conclude(
-            str(self.trial.path), self.params, self.steps, results, warnings, self.holds(), diagnosis
+            str(self.trial.path), self.params, self.steps, results, warnings, self.holds(), diagnosis,
+            partial=self.partial,
         )
 
 

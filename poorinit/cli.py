@@ -104,7 +104,10 @@ def cli() -> None:
 
 
 def _warn(message: str) -> None:
-    click.echo(f"poorinit: warning: {' '.join(message.split())}", err=True)
+    from .escape import stderr_line
+
+    # A newline or an escape sequence can only come from a name: shown escaped, on this one line.
+    click.echo(f"poorinit: warning: {stderr_line(message.strip())}", err=True)
 
 
 def _settings(config_file: str | None, values: dict[str, Any]) -> Any:
@@ -301,7 +304,10 @@ def _gate(results: list[Any], strict: bool, exit_zero: bool) -> int:
             if r.verdict.warnings:
                 parts.append(f"{len(r.verdict.warnings)} warning{'s' if len(r.verdict.warnings) > 1 else ''}")
             fate = "reported only (--exit-zero)" if exit_zero else "failing the gate (exit 1)"
-            click.echo(f"poorinit: strict: {r.trial}: passed with {' and '.join(parts)}; {fate}", err=True)
+            from .escape import stderr_line
+
+            click.echo(stderr_line(f"poorinit: strict: {r.trial}: passed with {' and '.join(parts)}; {fate}"),
+                       err=True)
             codes.append(EXIT_FIRED)
             continue
         codes.append(EXIT_PASSED)
@@ -389,10 +395,13 @@ def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float
     console = _stderr_console(color)
     if quiet or not console.is_terminal:
         return follow(trial, params, timeout=timeout, poll_interval=poll_interval, checks=checks)
-    with console.status(f"following {trial}: waiting for its first step") as status:
+    from . import escape
+
+    with console.status(escape.rich_text(f"following {trial}: waiting for its first step")) as status:
 
         def show(follower: Any) -> None:
-            status.update(f"following {trial}: {follower.analysed} of steps={params.steps} steps analysed")
+            status.update(escape.rich_text(f"following {trial}: {follower.analysed} of steps={params.steps} "
+                                           "steps analysed"))
 
         return follow(trial, params, timeout=timeout, poll_interval=poll_interval, checks=checks, on_poll=show)
 
@@ -585,7 +594,10 @@ def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
 
 
 def _error(message: str) -> None:
-    click.echo(f"poorinit: error: {' '.join(message.split())}", err=True)
+    from .escape import stderr_line
+
+    # A newline or an escape sequence can only come from a name: shown escaped, on this one line.
+    click.echo(f"poorinit: error: {stderr_line(message.strip())}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,12 @@ When a criterion has concluded:
   gate must not pass on steps it never saw.
 
 A step is ready when every worker seen so far has written it, or once the
-trial is marked finished. Files written by :class:`~poorinit.TrialWriter`
+trial is marked finished. A worker first seen after some steps were judged
+makes those steps be read again once its files for them arrive, and a pass is
+not concluded while an analysed step lacks a known worker's file (unless the
+trial is finished): ``--follow`` and ``analyze`` of the same files agree. A
+worker that has written nothing at all cannot be known to exist; the
+per-worker FINISHED markers (docs/format.md) are what closes that gap. Files written by :class:`~poorinit.TrialWriter`
 appear whole (temporary name, then rename); a step file written in place by
 another writer may fail to open while it is being written, so such a failure
 is retried until the file has been left alone for :data:`SETTLE_SECONDS`.
@@ -128,7 +133,9 @@ class Follower:
         if self.analysis is None:
             self.analysis = Analysis(trial, self.params, self._checks)
         self.analysis.trial = trial
-        for step in self._ready(trial, finished):
+        # A late file for a step already judged (a worker that started late, a
+        # slow copy) is read now, so --follow agrees with analyze of the same files.
+        for step in [*self.analysis.stale_steps(), *self._ready(trial, finished)]:
             try:
                 self.analysis.add_step(step)
             except TrialError:
@@ -139,6 +146,8 @@ class Follower:
             if verdict is not None:
                 return verdict
         if self.analysed >= self.params.steps:
+            if self.analysis.waiting_for_workers and not finished:
+                return None  # a pass on part of the workers' data could be wrong: wait for their files
             return self.analysis.verdict()
         if finished:
             verdict = self.analysis.verdict()
@@ -168,7 +177,8 @@ class Follower:
                     f"steps were in ({len(steps)} of steps={self.params.steps})",
                 ))
         warning = f"followed live: concluded after {len(steps)} of steps={self.params.steps} steps"
-        return conclude(str(analysis.trial.path), self.params, steps, criteria, [warning], analysis.holds())
+        return conclude(str(analysis.trial.path), self.params, steps, criteria,
+                        [warning, *analysis.partial_warnings()], analysis.holds(), partial=analysis.partial)
 
     def timeout_error(self, timeout: float) -> FollowError:
         if self.analysis is None:

@@ -5,9 +5,9 @@ Lists from names, and opens only the first step file of each mode.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
+from . import escape
 from .sources import open_trial
 from .trial import TensorInfo
 
@@ -56,7 +56,7 @@ def _steps(steps: list[int]) -> str:
 
 
 def render_json(description: Description) -> str:
-    return json.dumps(asdict(description), indent=2) + "\n"
+    return escape.json_dumps(asdict(description), indent=2) + "\n"
 
 
 def render_table(description: Description, color: str = "auto") -> None:
@@ -72,15 +72,16 @@ def render_table(description: Description, color: str = "auto") -> None:
         for worker in description.workers
     )
     kind = "" if description.format == "poorinit" else " · SageMaker Debugger trial"
-    console.print(Text.assemble((description.trial, "bold"), f"{kind} · {state} · workers {workers}"))
+    console.print(Text.assemble((escape.terminal(description.trial), "bold"), f"{kind} · {state} · workers {workers}"))
     if description.collections:
-        console.print(Text(f"collections: {', '.join(description.collections)}"))
+        console.print(escape.rich_text(f"collections: {', '.join(description.collections)}"))
     for summary in description.modes:
-        console.print(Text(f"{summary.mode}: steps {_steps(summary.steps)} · tensors of {summary.first_step_file}",
-                           style="italic"))
+        console.print(escape.rich_text(f"{summary.mode}: steps {_steps(summary.steps)} · tensors of "
+                                       f"{summary.first_step_file}", style="italic"))
         table = Table()
         for column in ("tensor", "shape", "dtype", "collections"):
             table.add_column(column, overflow="fold")
         for t in summary.tensors:
-            table.add_row(t.name, "x".join(map(str, t.shape)) or "scalar", t.dtype, ", ".join(t.collections) or "-")
+            table.add_row(escape.rich_text(t.name), "x".join(map(str, t.shape)) or "scalar", t.dtype,
+                          escape.rich_text(", ".join(t.collections) or "-"))
         console.print(table)

@@ -31,6 +31,10 @@ class Verdict:
     warnings: tuple[str, ...] = ()
     # The per-layer view (poorinit/diagnosis.py), when it was asked for.
     diagnosis: Diagnosis | None = None
+    # Judged on part of the data: some worker's step file or tensor was missing
+    # at an analysed step (the warnings say which). A gate that must see
+    # everything (``--strict``) fails on it.
+    partial: bool = False
 
     @property
     def fired(self) -> bool:
@@ -60,9 +64,10 @@ def conclude(
     warnings: Sequence[str] = (),
     holds: str = "",
     diagnosis: Diagnosis | None = None,
+    partial: bool = False,
 ) -> Verdict:
     """Combine criteria into a verdict, or refuse when none could be evaluated."""
     if all(c.status is Status.NOT_APPLICABLE for c in criteria):
         reasons = "; ".join(f"{c.check}: {c.reason}" for c in criteria)
         raise NothingToAnalyseError(f"{trial}: no criterion could be evaluated ({reasons}){holds}")
-    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings), diagnosis)
+    return Verdict(trial, params, tuple(steps), tuple(criteria), tuple(warnings), diagnosis, partial)

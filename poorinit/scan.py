@@ -1,7 +1,8 @@
 """Scanning many trials: find them below roots, analyse them in parallel.
 
-Discovery lists names only. A trial is a directory holding at least one step
-file; the walk never descends into a trial (its subdirectories belong to it),
+Discovery lists names only. A trial is a directory holding at least one entry
+named like a step file (whatever it is: a broken link is the trial's error to
+report, not a reason to skip it); the walk never descends into a trial (its subdirectories belong to it),
 never follows a symbolic link out of the root it started from, and never
 enters a directory twice, so a link loop ends the walk instead of looping.
 
@@ -65,7 +66,13 @@ class Discovery:
 
 
 def _holds_step_files(entries: Sequence[os.DirEntry[str]]) -> bool:
-    return any(fmt.STEP_FILE_RE.match(e.name) and e.is_file() for e in entries)
+    """Whether the directory is a trial: any entry *named* like a step file counts.
+
+    Whatever the entry is (an unfetched git-annex or DVC link, a directory, a
+    pipe) it is the trial's to report: skipping it would let a trial whose
+    data was never fetched vanish from the scan, and the scan pass without it.
+    """
+    return any(fmt.STEP_FILE_RE.match(e.name) for e in entries)
 
 
 def _is_smdebug_trial(directory: str, entries: Sequence[os.DirEntry[str]]) -> bool:

@@ -201,8 +201,19 @@ class Moments:
 
     @property
     def variance(self) -> float:
-        """Population variance (ddof=0) of the finite values; NaN when empty."""
+        """Population variance (ddof=0) of the finite values; NaN when empty.
+
+        Finite values can still have an infinite (or, once merged, NaN)
+        variance: squares of values past about 1e154 overflow float64. Such a
+        variance is not a figure to compare (a NaN ratio is never the largest)
+        but evidence of an exploded signal: see :attr:`overflowed`.
+        """
         return self.m2 / self.count if self.count else float("nan")
+
+    @property
+    def overflowed(self) -> bool:
+        """Values were there, but their mean or variance does not fit float64."""
+        return bool(self.count) and not (math.isfinite(self.mean) and math.isfinite(self.m2))
 
     def merge(self, other: Moments) -> Moments:
         """Exact merge of two disjoint samples (parallel-variance formula)."""
@@ -211,7 +222,10 @@ class Moments:
         if not self.count:
             return Moments(other.count, other.mean, other.m2, self.nonfinite + other.nonfinite)
         count = self.count + other.count
+        if self.overflowed or other.overflowed:  # inf - inf would make every later merge NaN
+            return Moments(count, math.inf, math.inf, self.nonfinite + other.nonfinite)
         delta = other.mean - self.mean
+        # Python floats overflow to inf without a warning; an inf is kept as overflowed.
         mean = self.mean + delta * other.count / count
         m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / count
         return Moments(count, mean, m2, self.nonfinite + other.nonfinite)

@@ -32,6 +32,25 @@ from .errors import StepFileError, TensorError, TrialError
 # stay in cache, large enough that the per-read cost of h5py vanishes.
 BLOCK_ELEMENTS = 1 << 20
 
+# Resource budgets per step file (docs/format.md, "Resource budgets"). A file
+# of a few kilobytes can describe gigabytes of work: links that fan out,
+# nesting, chunks that decompress a thousandfold. Each budget is checked from
+# metadata, before the work it bounds, whichever path reads the values, and a
+# file beyond one is refused with a line naming the budget.
+MAX_TENSORS = 16_384  # datasets listed per step file (a large model saves a few thousand)
+MAX_LINKS = 32_768  # links below /tensors per step file (to datasets and groups)
+MAX_DEPTH = 64  # groups nested below /tensors
+MAX_CHUNK_BYTES = 16 << 20  # one chunk, decompressed (h5py chooses at most 1 MiB)
+MAX_CHUNKS = 262_144  # chunks of the tensors read from one step file
+# Filtered (compressed) data read from one file may expand to this much plus
+# EXPANSION times the file's size: real tensors compress about 1-3x, zeros a
+# thousandfold.
+DECOMPRESSED_BASE = 256 << 20
+EXPANSION = 100
+# Dataset objects kept open per file after listing (the rest are looked up by
+# name when read): an open HDF5 object costs kilobytes, 100,000 cost gigabytes.
+KEEP_OPEN = 1024
+
 
 # What h5py raises when a file is damaged or holds what it cannot convert:
 # HDF5 errors surface as OSError, KeyError, RuntimeError or ValueError, odd
@@ -145,9 +164,10 @@ class DatasetTensor:
     back as the fill value, zeros, which the rule would judge as a dead network).
     """
 
-    def __init__(self, dataset: Any, name: str, worker: int, source: Path) -> None:
+    def __init__(self, dataset: Any, name: str, worker: int, source: Path, budget: _Budget | None = None) -> None:
         self._dataset = dataset
         self._attrs: dict[str, Any] | None = None
+        self._budget = budget
         self.name = name
         self.worker = worker
         self.source = str(source)
@@ -195,14 +215,48 @@ class DatasetTensor:
         if ds.chunks is None:
             stored, needed, unit = ds.id.get_storage_size(), dtype.itemsize * self.size, "bytes"
         else:
+            # Budgets first, from the layout alone: counting the chunks stored
+            # walks the chunk index, which is itself what a hostile file inflates.
+            needed = math.prod(-(-extent // chunk) for extent, chunk in zip(self.shape, ds.chunks, strict=True))
+            filtered = self._check_layout(needed)
             # Counting chunks, not bytes, holds for compressed and filtered data too.
             stored, unit = ds.id.get_num_chunks(), "chunks"
-            needed = math.prod(-(-extent // chunk) for extent, chunk in zip(self.shape, ds.chunks, strict=True))
         if stored < needed:
             raise self._error(
                 f"claims shape {self.shape} but the file stores only {stored} of its {needed} {unit} "
                 "(never written, truncated or forged); rewrite the step"
             )
+        if ds.chunks is not None and self._budget is not None:
+            self._budget.charge(self.name, needed, self.size * dtype.itemsize if filtered else 0)
+
+    def _check_layout(self, count: int) -> bool:
+        """Refuse chunks too large or too many, or a filter this HDF5 lacks; whether data is filtered."""
+        import h5py
+
+        ds = self._dataset
+        if count > MAX_CHUNKS:
+            raise self._error(
+                f"is stored in {count} chunks, past the budget of {MAX_CHUNKS} per step file (docs/format.md, "
+                "resource budgets); rewrite the step with larger chunks"
+            )
+        chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
+        if chunk_bytes > MAX_CHUNK_BYTES:
+            raise self._error(
+                f"is stored in chunks of {chunk_bytes} bytes decompressed, past the budget of {MAX_CHUNK_BYTES} "
+                "(docs/format.md, resource budgets); rewrite the step with smaller chunks"
+            )
+        plist = ds.id.get_create_plist()
+        filters = [plist.get_filter(index) for index in range(plist.get_nfilters())]
+        for code, _flags, _values, label in filters:
+            if not h5py.h5z.filter_avail(code):
+                shown = _text(label).strip() or "unnamed"
+                raise self._error(
+                    f"is compressed with HDF5 filter {shown!r} (id {code}), which this HDF5 cannot decode; install "
+                    "its plugin (for example pip install hdf5plugin, then set HDF5_PLUGIN_PATH) or rewrite the step "
+                    "without it"
+                )
+        # Checksums and byte shuffling do not expand data; every other filter may.
+        return any(code not in (h5py.h5z.FILTER_FLETCHER32, h5py.h5z.FILTER_SHUFFLE) for code, *_ in filters)
 
     @_reading
     def blocks(self) -> Iterator[np.ndarray]:
@@ -318,10 +372,18 @@ def _open_problem(error: BaseException) -> str:
     return f"is not a readable HDF5 file ({_h5_reason(error)}): it is damaged; restore it or rerun the step"
 
 
-def _check_step_file(path: Path) -> None:
-    """Refuse, before HDF5 sees it, what plainly cannot be a step file."""
+def _open_step_file(path: Path) -> tuple[int, os.stat_result]:
+    """Open the step file for HDF5, refusing first what plainly cannot be one.
+
+    The file is opened once, without blocking (a FIFO swapped in after the
+    listing would otherwise block ``open`` until a writer comes), and judged
+    by ``fstat`` of what was opened, not by a ``stat`` of the name that the
+    name may no longer mean. HDF5 then opens the same open file
+    (``/proc/self/fd/N``), never the name again. Returns the descriptor
+    (the caller closes it) and its status.
+    """
     try:
-        info = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as error:
         if path.is_symlink():
             raise StepFileError(
@@ -332,19 +394,69 @@ def _check_step_file(path: Path) -> None:
         raise StepFileError(
             path, "vanished after the trial was listed; rerun once nothing deletes step files"
         ) from error
-    except OSError as error:
-        raise StepFileError(path, f"cannot be read ({error.strerror or error}); check the path") from error
-    if not stat.S_ISREG(info.st_mode):
-        raise StepFileError(path, "is not a regular file (a directory, pipe or device); move it out of the trial")
-    if info.st_size == 0:
-        raise StepFileError(path, "is empty (0 bytes): the writer was interrupted; delete it or rerun the step")
-    try:
-        with open(path, "rb") as handle:
-            handle.read(8)
     except PermissionError as error:
         raise StepFileError(path, "permission denied; give this user read permission on the file") from error
+    except IsADirectoryError as error:
+        raise StepFileError(
+            path, "is not a regular file (a directory, pipe or device); move it out of the trial"
+        ) from error
     except OSError as error:
         raise StepFileError(path, f"cannot be read ({error.strerror or error}); check the path") from error
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StepFileError(path, "is not a regular file (a directory, pipe or device); move it out of the trial")
+        if info.st_size == 0:
+            raise StepFileError(path, "is empty (0 bytes): the writer was interrupted; delete it or rerun the step")
+        try:
+            os.pread(fd, 8, 0)
+        except OSError as error:
+            raise StepFileError(path, f"cannot be read ({error.strerror or error}); check the path") from error
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def _hdf5_name(path: Path, fd: int) -> str:
+    """The name HDF5 opens: the open descriptor itself where the system has one."""
+    proc = f"/proc/self/fd/{fd}"
+    return proc if os.path.exists(proc) else str(path)
+
+
+def _unchanged(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
+        after.st_size, after.st_mtime_ns, after.st_ctime_ns,
+    )
+
+
+class _Budget:
+    """What the tensors read from one step file may cost, charged from metadata once per tensor."""
+
+    def __init__(self, path: Path, file_size: int) -> None:
+        self.path = path
+        self.chunks = 0
+        self.expanded = 0
+        self.expansion_limit = DECOMPRESSED_BASE + EXPANSION * file_size
+        self._charged: set[str] = set()
+
+    def charge(self, name: str, chunks: int, expanded: int) -> None:
+        if name in self._charged:
+            return
+        self._charged.add(name)
+        self.chunks += chunks
+        self.expanded += expanded
+        if self.chunks > MAX_CHUNKS:
+            raise TensorError(
+                self.path, name, f"brings the chunks to read from this file to {self.chunks}, past the budget of "
+                f"{MAX_CHUNKS} (docs/format.md, resource budgets); rewrite the step with larger chunks"
+            )
+        if self.expanded > self.expansion_limit:
+            raise TensorError(
+                self.path, name, f"brings the compressed data of this file to {self.expanded} bytes decompressed, "
+                f"past the budget of {self.expansion_limit} (256 MiB + 100x the file size; docs/format.md, resource "
+                "budgets): a decompression bomb, or data compressed far better than tensors compress"
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -385,22 +497,50 @@ class StepReader:
         import h5py
 
         self.step_file = step_file
-        self._datasets: dict[str, Any] = {}  # filled by tensor_names()
+        self._datasets: dict[str, Any] = {}  # filled by tensor_names(), up to KEEP_OPEN
+        self._names: list[tuple[str, tuple[str, ...]]] | None = None
         path = step_file.path
-        _check_step_file(path)
+        self._fd, self._opened = _open_step_file(path)
+        self.budget = _Budget(path, self._opened.st_size)
         try:
             # No file locking: step files are never written in place, and locks
             # fail on read-only and network filesystems. No chunk cache: every
             # chunk is read once, front to back, so caching it only costs memory
             # (1 MiB per open dataset by default, more than a block).
-            self._file = h5py.File(path, "r", locking=False, rdcc_nbytes=0)
+            self._file = h5py.File(_hdf5_name(path, self._fd), "r", locking=False, rdcc_nbytes=0)
         except H5_ERRORS as error:
+            os.close(self._fd)
             raise StepFileError(path, _open_problem(error)) from error
+        except BaseException:
+            os.close(self._fd)
+            raise
         try:
             self._validate()
         except BaseException:
-            self._file.close()
+            self.close()
             raise
+
+    def check_unchanged(self) -> None:
+        """Refuse a file that changed while it was read (size or times, by ``fstat``).
+
+        A writer that rewrites a step file in place (docs/format.md forbids
+        it) can be caught in the act this way; one that finished its rewrite
+        before the file was opened, or that rewrites within the clock's
+        resolution, cannot (docs/format.md, "What a reader can detect").
+        """
+        try:
+            now = os.fstat(self._fd)
+        except OSError as error:
+            raise StepFileError(
+                self.step_file.path, f"cannot be read ({error.strerror or error}); check the path"
+            ) from error
+        if not _unchanged(self._opened, now):
+            raise StepFileError(
+                self.step_file.path,
+                f"changed while it was read ({self._opened.st_size} bytes when opened, {now.st_size} after, or a "
+                "newer modification time): a writer rewrites it in place; write step files under a temporary name "
+                "and rename them into place (docs/format.md)",
+            )
 
     def _attr(self, key: str) -> Any:
         path = self.step_file.path
@@ -467,20 +607,32 @@ class StepReader:
             return _plain_attrs(self._file.attrs)
 
     def tensor_names(self) -> list[tuple[str, tuple[str, ...]]]:
-        """(name, collections) of every tensor, from metadata only, in the file's order."""
+        """(name, collections) of every tensor, from metadata only, in the file's order.
+
+        Each group is visited once, by address: a second hard link to a group
+        already listed (a DAG of links, which can spell 2^40 paths in 47 KB)
+        is not walked again, and one to a group still being walked (a cycle)
+        refuses the file. Depth, links and tensors are budgeted (MAX_DEPTH,
+        MAX_LINKS, MAX_TENSORS), and only KEEP_OPEN dataset objects stay
+        open, so no file can make the listing take unbounded time or memory.
+        """
         import h5py
 
+        if self._names is not None:
+            return self._names
         found: list[tuple[str, tuple[str, ...]]] = []
         path = self.step_file.path
+        links = 0
         with _translated(path):
             root = self._file[fmt.TENSOR_GROUP]
             # Depth first without recursion, so no nesting depth can exhaust the
-            # stack; the addresses of the groups above catch hard-link cycles.
-            stack: list[tuple[Iterator[str], Any, str, tuple[int, ...]]] = [
-                (iter(list(root)), root, "", (_address(root),))
-            ]
+            # stack. ``walked`` maps each group's address to its path ("a/b/"):
+            # a link to a group on the current path (a prefix of it) is a cycle.
+            walked: dict[int, str] = {_address(root): ""}
+            links = self._count_links(root, 0)
+            stack: list[tuple[Iterator[str], Any, str]] = [(iter(root), root, "")]
             while stack:
-                keys, group, prefix, above = stack[-1]
+                keys, group, prefix = stack[-1]
                 key = next(keys, None)
                 if key is None:
                     stack.pop()
@@ -502,15 +654,42 @@ class StepReader:
                     )
                 if isinstance(obj, h5py.Group):
                     address = _address(obj)
-                    if address in above:
+                    first = walked.get(address)
+                    if first is not None:
+                        if prefix.startswith(first):
+                            raise TensorError(
+                                path, name, "is a hard link to a group that contains it (a cycle); remove the link"
+                            )
+                        continue  # a second link to a group already listed: its tensors are listed once
+                    if len(stack) >= MAX_DEPTH:
                         raise TensorError(
-                            path, name, "is a hard link to a group that contains it (a cycle); remove the link"
+                            path, name, f"nests groups more than {MAX_DEPTH} deep below /{fmt.TENSOR_GROUP}, past the "
+                            "reading budget (docs/format.md, resource budgets); store the tensors less deeply"
                         )
-                    stack.append((iter(list(obj)), obj, f"{name}/", (*above, address)))
+                    walked[address] = f"{name}/"
+                    links = self._count_links(obj, links)
+                    stack.append((iter(obj), obj, f"{name}/"))
                 elif isinstance(obj, h5py.Dataset):
                     found.append((name, collections))
-                    self._datasets[name] = obj
+                    if len(found) > MAX_TENSORS:
+                        raise StepFileError(
+                            path, f"holds more than {MAX_TENSORS} tensors, past the reading budget (docs/format.md, "
+                            "resource budgets); store fewer tensors per step file"
+                        )
+                    if len(self._datasets) < KEEP_OPEN:
+                        self._datasets[name] = obj
+        self._names = found
         return found
+
+    def _count_links(self, group: Any, links: int) -> int:
+        """Links counted so far plus the group's, refused past MAX_LINKS before any is visited."""
+        links += len(group)  # the group's link count, from its header: nothing is opened
+        if links > MAX_LINKS:
+            raise StepFileError(
+                self.step_file.path, f"holds more than {MAX_LINKS} links below /{fmt.TENSOR_GROUP}, past the reading "
+                "budget (docs/format.md, resource budgets); store fewer tensors per step file"
+            )
+        return links
 
     def infos(self) -> list[TensorInfo]:
         infos = []
@@ -523,13 +702,19 @@ class StepReader:
 
     def tensor(self, name: str) -> DatasetTensor:
         dataset = self._datasets.get(name)
-        if dataset is None:  # a name not listed by tensor_names() yet
+        if dataset is None:  # beyond KEEP_OPEN, or a name not listed by tensor_names() yet
             with _translated(self.step_file.path, name):
                 dataset = self._file[fmt.TENSOR_GROUP][name]
-        return DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path)
+        return DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path, self.budget)
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            if getattr(self, "_file", None) is not None:
+                self._file.close()
+        finally:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> StepReader:
         return self
@@ -670,6 +855,10 @@ class Trial:
     @property
     def workers(self) -> tuple[int, ...]:
         return tuple(sorted({key[2] for key in self._keys}))
+
+    def mode_workers(self, mode: str) -> tuple[int, ...]:
+        """The workers with at least one step file of ``mode``: whose data every step should hold."""
+        return tuple(sorted({key[2] for key in self._keys if key[1] == mode}))
 
     @property
     def finished(self) -> bool:

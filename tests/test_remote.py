@@ -175,3 +175,17 @@ def test_without_fsspec_the_error_names_the_extra(s3_env):
 def test_an_unknown_protocol():
     expect_error(subprocess.run(["poorinit", "analyze", "nosuchproto://x/y"], capture_output=True, text=True,
                                 timeout=60), "remote-protocol", "nosuchproto://x/y")
+
+
+def test_a_dask_cluster_scans_trials_in_s3(s3_env, monkeypatch):
+    """docs/scale.md: the workers read the URLs themselves, with the credentials of their environment."""
+    distributed = pytest.importorskip("distributed")
+    for key in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(key, s3_env[key])  # the worker processes inherit them
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as cluster:
+        result = run(s3_env, "scan", "s3://runs/jobs", "--scheduler", cluster.scheduler_address, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    rows = {row["trial"]: row["status"] for row in json.loads(result.stdout)["trials"]}
+    assert rows["s3://runs/jobs/poor"] == "fired" and rows["s3://runs/jobs/good"] == "passed"
+    assert len(rows) == 4

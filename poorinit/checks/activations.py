@@ -55,6 +55,15 @@ class ActivationVarianceCheck(Check):
                         "(too large an initialisation?)",
                         figure=math.inf, limit=threshold, relation=">", step=step, tensor=name,
                     )
+                if m.overflowed:
+                    # Finite values whose variance does not fit float64 (|x| past
+                    # about 1e154): the ratio would be inf/inf = NaN, never the worst.
+                    return self.result(
+                        Status.FIRED,
+                        f"the variance of {name} overflows float64 at step {step}: the forward signal exploded "
+                        "(too large an initialisation?)",
+                        figure=math.inf, limit=threshold, relation=">", step=step, tensor=name,
+                    )
         per_step: list[tuple[int, float]] = []
         worst: tuple[float, int, str, str, float, float] | None = None
         most_layers = 0
@@ -68,7 +77,8 @@ class ActivationVarianceCheck(Check):
             vmax, vmin = usable[largest], usable[smallest]
             ratio = math.inf if vmin == 0 else vmax / vmin
             per_step.append((step, ratio))
-            if worst is None or ratio > worst[0]:
+            # "not <=" so that a NaN ratio, should one ever arise, counts as the worst, not the best.
+            if worst is None or not ratio <= worst[0]:
                 worst = (ratio, step, largest, smallest, vmax, vmin)
         if worst is None:
             found = ", ".join(sorted({n for layers in measures.values() for n in layers})) or "none"

@@ -48,7 +48,9 @@ class GradientSpreadCheck(Check):
         per_tensor = pooled.moments or {}
         quietest = min(per_tensor, key=lambda n: per_tensor[n].variance if per_tensor[n].count else math.inf)
         nonfinite_in = next((n for n, m in per_tensor.items() if m.nonfinite), None)
-        return GradientMeasure(spread, quietest, math.sqrt(per_tensor[quietest].variance or 0.0), nonfinite_in)
+        variance = per_tensor[quietest].variance
+        std = math.sqrt(variance) if variance >= 0 else math.nan  # NaN (no values, or overflowed) stays NaN
+        return GradientMeasure(spread, quietest, std, nonfinite_in)
 
     def judge(self, measures: Mapping[int, GradientMeasure]) -> CriterionResult:
         limit = self.params.distribution_range
@@ -68,6 +70,16 @@ class GradientSpreadCheck(Check):
                 limit=limit, relation="<",
             )
         per_step = tuple((s, m.spread.width) for s, m in usable.items())
+        for s, width in per_step:
+            if not math.isfinite(width):
+                # Finite percentiles whose distance overflows float64 (or is NaN):
+                # no spread to compare, and gradients that size have exploded.
+                return self.result(
+                    Status.FIRED,
+                    f"the 5th-95th percentile spread of the gradients overflows float64 at step {s}: "
+                    "gradients exploded",
+                    figure=math.inf, limit=limit, relation="<", step=s, tensor=usable[s].quietest, per_step=per_step,
+                )
         step, width = min(per_step, key=lambda item: item[1])
         m = usable[step]
         if width < limit:

@@ -21,6 +21,20 @@ from ..trial import Tensor
 from .base import Check, CriterionResult, Selector, Status
 
 
+def finite_mean(values: Sequence[float]) -> float:
+    """The mean of finite values, never overflowing: each is divided before summing.
+
+    ``np.mean([1e308, 1e308])`` sums first and gives inf (and a warning); a
+    loss that large is a number to judge, not a divergence.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(np.mean(values))
+    if math.isfinite(mean) or not all(math.isfinite(v) for v in values):
+        return mean
+    count = len(values)
+    return float(sum(value / count for value in values))
+
+
 class LossDecreaseCheck(Check):
     name = "loss_decrease"
     title = "loss decrease"
@@ -36,11 +50,12 @@ class LossDecreaseCheck(Check):
         for name, per_worker in tensors.items():
             values = []
             for tensor in per_worker:
-                data = np.concatenate([b.reshape(-1) for b in tensor.blocks()]) if tensor.size else np.empty(0)
-                if data.size != 1:
+                # The size is known from metadata: never read a huge "loss" to find it is not one value.
+                if tensor.size != 1:
                     raise TensorError(tensor.source, name, f"a loss holds one value, this holds shape {tensor.shape}")
+                data = np.concatenate([b.reshape(-1) for b in tensor.blocks()])
                 values.append(float(data[0]))
-            losses[name] = float(np.mean(values))
+            losses[name] = finite_mean(values)
         return losses
 
     def judge(self, measures: Mapping[int, dict[str, float]]) -> CriterionResult:
@@ -74,15 +89,18 @@ class LossDecreaseCheck(Check):
             )
         late = series[-patience:]
         early = series[max(0, len(series) - 2 * patience) : -patience]
-        early_mean = float(np.mean([v for _, v in early]))
-        late_mean = float(np.mean([v for _, v in late]))
+        early_mean = finite_mean([v for _, v in early])
+        late_mean = finite_mean([v for _, v in late])
+        # Finite means can still be too far apart for float64 (1e308 vs -1e308):
+        # the change is then +-inf, a rise or a fall, never NaN.
         change = (late_mean - early_mean) / abs(early_mean) if early_mean else late_mean - early_mean
         windows = (
             f"mean {late_mean:.4g} over steps {late[0][0]}-{late[-1][0]} vs "
             f"{early_mean:.4g} over steps {early[0][0]}-{early[-1][0]}"
         )
-        status = Status.FIRED if change >= 0 else Status.PASSED
-        verb = "is not decreasing" if change >= 0 else "decreases"
+        # "not <" so that a figure that is not a number can never read as a decrease.
+        status = Status.FIRED if not change < 0 else Status.PASSED
+        verb = "is not decreasing" if not change < 0 else "decreases"
         return self.result(
             status, f"the loss {verb}: {windows}",
             figure=change, limit=0.0, relation=">=", step=late[-1][0], tensor=name, per_step=per_step,

@@ -9,8 +9,9 @@ each kind per step, so a long scan must not bury its failures under notices.
 Errors come first, then warnings, then notices; a last ``::notice`` gives the
 verdict (or the scan's summary line).
 
-Values are escaped as the runner expects (``%``, CR and LF; also ``:`` and
-``,`` in properties).
+Values are escaped by poorinit/escape.py: controls made visible (a name with
+a newline cannot start a command line of its own), then ``%`` (and ``:`` and
+``,`` in properties), as the runner expects.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .. import escape
 from ..checks.base import CriterionResult, Status
 from ..format import step_file_name
 from .junit import failure_message
@@ -29,12 +31,8 @@ if TYPE_CHECKING:
     from ..scan import TrialResult
 
 
-def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+escape_data = escape.github_data
+escape_property = escape.github_property
 
 
 def command(kind: str, title: str, message: str, file: str | None = None) -> str:

@@ -6,10 +6,10 @@ JSON has no infinity or NaN: such figures are the strings ``"inf"``,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .. import escape
 from ..document import (  # noqa: F401 (re-exported: the documents' home used to be here)
     ERROR_SCHEMA,
     ERROR_SCHEMA_VERSION,
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 
 def render(verdict: Verdict) -> str:
-    return json.dumps(document(verdict), indent=2, ensure_ascii=False) + "\n"
+    return escape.json_dumps(document(verdict), indent=2) + "\n"
 
 
 def render_scan(results: Sequence[TrialResult]) -> str:
-    return json.dumps(scan_document(results), indent=2, ensure_ascii=False) + "\n"
+    return escape.json_dumps(scan_document(results), indent=2) + "\n"

@@ -9,10 +9,10 @@ both have ``trial``, ``status`` and ``exit_code``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import escape
 from .json import document, result_document
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _line(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return escape.json_dumps(data, separators=(",", ":")) + "\n"
 
 
 def line(result: TrialResult) -> str:

@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .. import escape
 from ..checks.base import CriterionResult, Status
 from .table import figure, limit
 
@@ -33,13 +34,9 @@ if TYPE_CHECKING:
     from ..scan import TrialResult
 
 # Characters XML 1.0 cannot carry at all, escaped or not: a tensor name with a
-# control character must not make the whole report unparsable.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def text(value: object) -> str:
-    """A string safe as XML text or attribute (ElementTree escapes ``<&"``; this drops what XML cannot hold)."""
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+# control character must not make the whole report unparsable. poorinit/escape.py
+# makes them (and every other hidden character) visible, e.g. \x1b.
+text = escape.xml
 
 
 def failure_message(c: CriterionResult) -> str:
@@ -94,7 +91,7 @@ def _verdict_suite(parent: ET.Element, result: TrialResult, verdict: Verdict) ->
             skipped += 1
             ET.SubElement(case, "skipped", message=text(c.reason))
     if verdict.warnings:
-        ET.SubElement(suite, "system-out").text = text("\n".join(f"warning: {w}" for w in verdict.warnings))
+        ET.SubElement(suite, "system-out").text = "\n".join(f"warning: {text(w)}" for w in verdict.warnings)
     _counts(suite, len(verdict.criteria), failures, 0, skipped)
     return len(verdict.criteria), failures, 0
 

@@ -1,8 +1,9 @@
 """Markdown for a pull-request comment (or ``$GITHUB_STEP_SUMMARY``).
 
 A heading with the verdict, then a table: the criteria of one trial, or one
-row per trial of a scan, worst first. Cell text is escaped so that a ``|`` in
-a tensor name cannot break the table.
+row per trial of a scan, worst first. Cell text goes through
+poorinit/escape.py, so that no name can break the table, close a code span
+or render as HTML in a pull-request comment.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .. import escape
 from ..checks.base import Status
 from .table import LABELS, figure, limit, verdict_line
 
@@ -18,19 +20,8 @@ if TYPE_CHECKING:
     from ..scan import TrialResult
 
 
-def cell(text: str) -> str:
-    """Text safe inside a table cell: one line, pipes and markup escaped."""
-    text = " ".join(text.split())
-    for char in "\\|*_`<[]":
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def code(text: str) -> str:
-    """A code span that survives backticks in the text; pipes still escaped."""
-    text = " ".join(text.split()).replace("|", "\\|")
-    fence = "``" if "`" in text else "`"
-    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+cell = escape.markdown
+code = escape.markdown_code
 
 
 def _row(cells: Sequence[str]) -> str:

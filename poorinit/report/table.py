@@ -14,6 +14,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .. import escape
 from ..checks.base import CriterionResult, Status
 from ..rule import Verdict
 
@@ -44,12 +45,12 @@ def verdict_line(verdict: Verdict) -> Text:
     if fired:
         return Text.assemble(
             ("FIRED", "bold red"),
-            f": poor initialisation in {verdict.trial} ({', '.join(fired)}; "
+            f": poor initialisation in {escape.terminal(verdict.trial)} ({', '.join(fired)}; "
             f"{len(fired)} of {len(evaluated)} evaluated criteria fired)",
         )
     return Text.assemble(
         ("passed", "bold green"),
-        f": {verdict.trial} looks well initialised ({len(evaluated)} of {len(verdict.criteria)} criteria evaluated)",
+        f": {escape.terminal(verdict.trial)} looks well initialised ({len(evaluated)} of {len(verdict.criteria)} criteria evaluated)",
     )
 
 
@@ -61,35 +62,37 @@ def verdict_line(verdict: Verdict) -> Text:
 def renderable(verdict: Verdict, show_warnings: bool = True) -> Group:
     """The table, the reasons, the warnings (unless the caller prints them on stderr) and the verdict line."""
     span = f"steps {verdict.steps[0]}-{verdict.steps[-1]}" if verdict.steps else "no steps"
-    title = Text(f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}", style="italic")
+    title = escape.rich_text(f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}",
+                             style="italic")
     table = Table()
     for column in ("criterion", "status", "figure", "limit", "step", "tensor"):
         table.add_column(column, overflow="fold", no_wrap=column != "tensor")
     for c in verdict.criteria:
         table.add_row(
-            c.title,
+            escape.rich_text(c.title),
             Text(LABELS[c.status], style=STYLES[c.status]),
             figure(c.figure),
             limit(c),
             "-" if c.step is None else str(c.step),
-            c.tensor or "-",
+            escape.rich_text(c.tensor or "-"),
         )
     parts: list[Table | Text] = [title, table]
     # The reasons are sentences: under the table they read as prose, inside it
     # they would wrap into a narrow column.
     shown: dict[str, str] = {}
     for c in verdict.criteria:
-        parts.append(Text.assemble((f"{c.title}: ", STYLES[c.status]), c.reason))
+        parts.append(Text.assemble((f"{escape.terminal(c.title)}: ", STYLES[c.status]), escape.terminal(c.reason)))
         if c.remedy:
             # The same remedy for several criteria is spelled out once.
             same = shown.setdefault(c.remedy, c.title)
-            parts.append(Text.assemble(("  remedy: ", "bold"), c.remedy if same == c.title else f"as for {same}"))
+            parts.append(Text.assemble(("  remedy: ", "bold"),
+                                       escape.terminal(c.remedy if same == c.title else f"as for {same}")))
     if verdict.diagnosis is not None:
         from .diagnosis import renderable as diagnosis_renderable
 
         parts.append(diagnosis_renderable(verdict.diagnosis))
     if show_warnings:
-        parts += [Text(f"warning: {w}", style="yellow") for w in verdict.warnings]
+        parts += [escape.rich_text(f"warning: {w}", style="yellow") for w in verdict.warnings]
     parts.append(verdict_line(verdict))
     return Group(*parts)
 
@@ -109,10 +112,10 @@ def scan_line(results: Sequence[TrialResult]) -> Text:
 
 def _detail(result: TrialResult) -> str:
     if result.verdict is None:
-        return result.error or ""
+        return escape.terminal(result.error or "")
     fired = [c.title for c in result.verdict.criteria if c.fired]
     if fired:
-        return ", ".join(fired)
+        return escape.terminal(", ".join(fired))
     evaluated = sum(c.status is not Status.NOT_APPLICABLE for c in result.verdict.criteria)
     return f"{evaluated} of {len(result.verdict.criteria)} criteria evaluated"
 
@@ -128,7 +131,8 @@ def scan_renderable(results: Sequence[TrialResult]) -> Group:
         steps = "-"
         if r.verdict is not None and r.verdict.steps:
             steps = f"{r.verdict.steps[0]}-{r.verdict.steps[-1]}"
-        table.add_row(r.trial, Text(SCAN_LABELS[r.status], style=SCAN_STYLES[r.status]), _detail(r), steps)
+        table.add_row(escape.rich_text(r.trial), Text(SCAN_LABELS[r.status], style=SCAN_STYLES[r.status]),
+                      escape.rich_text(_detail(r)), steps)
     return Group(title, table, scan_line(results))
 
 

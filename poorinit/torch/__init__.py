@@ -5,7 +5,10 @@ poorinit (reading, judging, reporting) never needs it. Its modules:
 
 - ``modules``: which modules are activations, which module runs, which produced a tensor;
 - ``functional``: functional activations (``F.relu``) seen through a TorchFunctionMode;
-- ``recorder``: ``Recorder``, the step logic and the writing.
+- ``recorder``: ``Recorder``, the step logic and the writing;
+- ``autohook``: ``hook(model, path)``, recording without changing the loop;
+- ``hf`` and ``lightning``: callbacks for Hugging Face's Trainer and for
+  Lightning (imported only when used: they import those libraries).
 
 See docs/recording.md.
 """
@@ -23,6 +26,7 @@ except ImportError as error:
     ) from None
 
 from .modules import ACTIVATION_KINDS, activation_kind
+from .autohook import Hook, hook
 from .recorder import Recorder, RecordingError, RecordingWarning
 
-__all__ = ["ACTIVATION_KINDS", "Recorder", "RecordingError", "RecordingWarning", "activation_kind"]
+__all__ = ["ACTIVATION_KINDS", "Hook", "Recorder", "RecordingError", "RecordingWarning", "activation_kind", "hook"]

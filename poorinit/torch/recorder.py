@@ -152,7 +152,12 @@ class Recorder:
         self._written: set[int] = set()
         self._tracker: ModuleTracker | None = None
         self._capture: FunctionalCapture | None = None
+        self._mode_entered = False
         self._warned: set[str] = set()
+        # Set by the hook: there a step spans the whole loop between two
+        # optimiser steps, and a forward under no_grad (validation) is no part of it.
+        self._grad_only = False
+        self._mode_per_forward = False
 
     @property
     def recording(self) -> bool:
@@ -243,7 +248,13 @@ class Recorder:
             if (kind := activation_kind(module)) is not None
         ]
         self._capture = FunctionalCapture(self._on_function, current.class_counts.add)
-        self._capture.__enter__()
+        # rec.step() holds the mode for the whole block, so that a loss computed
+        # outside the model is seen too; the hook enters it around each forward
+        # of the model instead, because its step boundaries are callbacks that
+        # may run on another thread (the end of a backward pass).
+        self._mode_entered = not self._mode_per_forward
+        if self._mode_entered:
+            self._capture.__enter__()
         self._warn_about_fused_kernels()
         self._open, self._current = True, current
 
@@ -253,9 +264,10 @@ class Recorder:
         if current is None:
             return
         try:
-            if self._capture is not None:
+            if self._capture is not None and self._mode_entered:
                 self._capture.__exit__(None, None, None)
         finally:
+            self._mode_entered = False
             self._capture = None
             for handle in self._handles:
                 handle.remove()
@@ -302,6 +314,8 @@ class Recorder:
     def _add_activation(
         self, current: _Step, path: str, kind: str, tensor: torch.Tensor, extra: dict[str, Any]
     ) -> None:
+        if self._grad_only and not torch.is_grad_enabled():
+            return
         name = f"{path}.{kind}_input" if path else f"{kind}_input"
         attrs: dict[str, Any] = {"activation": kind, "order": current.calls, "module": path}
         after = self._tracker.producer(tensor) if self._tracker is not None else None

@@ -1,0 +1,97 @@
+"""Values that overflow on the way to a figure are judged on purpose, never passed.
+
+Finite values can still make a figure infinite or NaN: squares past about
+1e154 overflow float64, a mean of 1e308s overflows its sum, and one overflow
+merged with another is NaN. A NaN is never the largest ratio and never
+">= 0", so a careless criterion reads it as "passed". Each test writes such
+a trial with the public writer and runs the installed ``poorinit``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from poorinit import TrialWriter
+from poorinit.checks.loss import finite_mean
+from poorinit.stats import Moments, moments
+
+from .test_errors_doc import run
+
+
+def write(path, steps=6, *, activations=None, gradients=None, loss=None):
+    rng = np.random.default_rng(0)
+    with TrialWriter(path) as writer:
+        for step in range(steps):
+            writer.write_step(
+                step,
+                activation_inputs=activations(step, rng) if activations else {
+                    f"net.{i}.relu_input": rng.normal(0, 1, (32, 32)) for i in range(3)
+                },
+                gradients=gradients(step, rng) if gradients else {"gradient/w": rng.normal(0, 0.05, (32, 32))},
+                losses={"loss": loss(step) if loss else 2.0 - 0.1 * step},
+            )
+    return path
+
+
+def criteria(result) -> dict:
+    assert result.returncode in (0, 1), result.stderr
+    assert result.stderr == "", result.stderr  # no numpy overflow warning leaking
+    return {c["check"]: c for c in json.loads(result.stdout)["criteria"]}
+
+
+def test_activations_whose_variance_overflows_fire(tmp_path):
+    """float64 inputs reaching 1e200 at later steps: every variance is inf, every ratio would be NaN."""
+
+    def exploding(step, rng):
+        scale = 1.0 if step < 3 else 1e200
+        return {f"net.{i}.relu_input": rng.normal(0, scale, (32, 32)) for i in range(3)}
+
+    result = run("analyze", write(tmp_path / "t", activations=exploding), "--format", "json")
+    assert result.returncode == 1
+    variance = criteria(result)["activation_variance"]
+    assert variance["status"] == "fired" and variance["step"] == 3
+    assert "overflows float64" in variance["reason"] and variance["figure"] == "inf"
+
+
+def test_a_flat_loss_of_1e308_does_not_decrease(tmp_path):
+    result = run("analyze", write(tmp_path / "t", loss=lambda step: 1e308), "--format", "json")
+    assert result.returncode == 1
+    loss = criteria(result)["loss_decrease"]
+    assert loss["status"] == "fired" and loss["figure"] == 0.0, loss
+
+
+def test_a_loss_falling_from_1e308_to_minus_1e308_decreases_by_minus_inf(tmp_path):
+    trial = write(tmp_path / "t", loss=lambda step: 1e308 if step < 3 else -1e308)
+    result = run("analyze", trial, "--format", "json", "--patience", "3")
+    loss = criteria(result)["loss_decrease"]
+    assert loss["status"] == "passed" and loss["figure"] == "-inf", loss
+
+
+def test_gradients_whose_spread_overflows_fire(tmp_path):
+    def huge(step, rng):
+        return {"gradient/w": rng.choice([-1.7e308, 1.7e308], (32, 32))}
+
+    result = run("analyze", write(tmp_path / "t", gradients=huge), "--format", "json")
+    assert result.returncode == 1
+    spread = criteria(result)["gradient_spread"]
+    assert spread["status"] == "fired" and "overflows float64" in spread["reason"]
+
+
+def test_overflowed_moments_stay_overflowed_when_merged():
+    """inf - inf in the parallel-variance merge would turn every later merge into NaN."""
+    big = Moments.of(np.array([1e200, -1e200]))
+    assert big.overflowed and not big.nonfinite
+    small = Moments.of(np.array([1.0, 2.0]))
+    for merged in (big.merge(small), small.merge(big), big.merge(big), moments([np.array([1.0]), np.array([1e300])])):
+        assert merged.overflowed
+        assert not merged.variance <= 1e308  # inf, never a small number
+    assert not small.overflowed and not Moments().overflowed
+
+
+@pytest.mark.parametrize("values, expected", [([1e308, 1e308], 1e308), ([1.0, 2.0, 3.0], 2.0), ([math.inf, 1.0], math.inf)])
+def test_the_loss_mean_never_overflows(values, expected):
+    assert finite_mean(values) == expected
