@@ -40,6 +40,7 @@ RULE_OPTIONS: dict[str, dict[str, Any]] = {
     "gradient_regex": {"metavar": "REGEX[,REGEX]"},
     "loss_regex": {"metavar": "REGEX[,REGEX]"},
     "mode": {"type": click.Choice(MODES)},
+    "num_classes": {"metavar": "K"},
 }
 RUN_OPTIONS: dict[str, dict[str, Any]] = {
     # Repeatable: `--format junit --output a.xml --format markdown --output b.md`.
@@ -408,6 +409,47 @@ def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float
                                            "steps analysed"))
 
         return follow(trial, params, timeout=timeout, poll_interval=poll_interval, checks=checks, on_poll=show)
+
+
+@cli.command()
+@click.argument("trial", type=click.Path(path_type=str, readable=False))
+@rule_options
+@click.option("--output", "-o", "output", required=True, metavar="FILE",
+              help="Write the plot to FILE: .png, .svg, or .html (the plot, the criteria and the diagnosis table).")
+@click.option("--format", "fmt", type=click.Choice(["none", "markdown"]), default="none", show_default=True,
+              help="markdown: also print the Markdown report on stdout, with the image linked by FILE's path.")
+@click.option("--embed", is_flag=True, help="With --format markdown: embed the PNG as a data URI instead of a link.")
+@config_option
+@debug_option
+def plot(trial: str, output: str, fmt: str, embed: bool, config_file: str | None, debug: bool, **values: Any) -> int:
+    """Draw the evidence of TRIAL's verdict (needs the extra: pip install 'poorinit[plot]').
+
+    Panels: activation variance per layer per step, gradient spread per step,
+    loss per step with the patience windows, saturated/dead units per layer.
+    Exits as analyze does: 0 passed, 1 fired, 2 could not analyse.
+    """
+    from pathlib import Path
+
+    from .analysis import evaluate
+    from .plot import SUFFIXES, markdown, render
+    from .trial import Trial
+
+    if Path(output).suffix.lower() not in SUFFIXES:
+        raise click.UsageError(f"--output must end in .png, .svg or .html, not {output!r}")
+    if embed and (fmt != "markdown" or Path(output).suffix.lower() != ".png"):
+        raise click.UsageError("--embed applies only with --format markdown and a .png output")
+    settings = _settings(config_file, {**values})
+    verdict = evaluate(Trial(trial), settings.rule_params(), explain=True)
+    content = render(verdict, output)
+    try:
+        Path(output).write_bytes(content)
+    except OSError as error:
+        raise PoorinitError(f"{output}: cannot write the plot ({error.strerror or error})") from None
+    if fmt == "markdown":
+        click.echo(markdown(verdict, output, content if embed else None), nl=False)
+    else:
+        click.echo(f"poorinit: {verdict.status}: plot written to {output}", err=True)
+    return verdict.exit_code
 
 
 @cli.command()

@@ -2,9 +2,10 @@
 
 ``activation_inputs_regex``, ``threshold``, ``distribution_range``,
 ``patience`` and ``steps`` keep the names and defaults of SageMaker Debugger's
-PoorWeightInitialization rule; ``gradient_regex``, ``loss_regex`` and ``mode``
-are poorinit's additions (default: the ``gradients`` and ``losses``
-collections of the train mode).
+PoorWeightInitialization rule; ``gradient_regex``, ``loss_regex``, ``mode``
+and ``num_classes`` are poorinit's additions (default: the ``gradients`` and
+``losses`` collections of the train mode; K from the trial's ``num_classes``
+attribute when the recorder wrote one).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class RuleParams:
     gradient_regex: tuple[str, ...] = ()
     loss_regex: tuple[str, ...] = ()
     mode: str = "train"
+    num_classes: int | None = None
 
     @classmethod
     def from_values(
@@ -95,6 +97,7 @@ class RuleParams:
         gradient_regex: str | Sequence[str] | None = None,
         loss_regex: str | Sequence[str] | None = None,
         mode: str = "train",
+        num_classes: Any = None,
     ) -> RuleParams:
         threshold = _number(threshold, "threshold")
         if threshold < 1:
@@ -113,6 +116,7 @@ class RuleParams:
             gradient_regex=parse_patterns(gradient_regex, "gradient_regex"),
             loss_regex=parse_patterns(loss_regex, "loss_regex"),
             mode=mode,
+            num_classes=None if num_classes is None else _whole(num_classes, "num_classes", 2),
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -63,6 +63,8 @@ NOT_TRIGGERED = {
     "recording-outside-step": "raised in a training script",
     "recording-no-loss": "raised in a training script",
     "recording-no-gradient": "raised in a training script",
+    "plot-no-matplotlib": "needs an environment without matplotlib: tests/test_plot.py hides it",
+    "plot-format": "raised by the Python API: tests/test_plot.py",
 }
 
 
@@ -263,6 +265,18 @@ def test_the_check_finds_a_message_missing_from_the_doc():
 )
 def test_parameter_and_usage_errors(healthy_trial, error_id, args):
     expect_error(run("analyze", healthy_trial, *args), error_id)
+
+
+@pytest.mark.parametrize(
+    "error_id, args",
+    [
+        ("plot-suffix", ["-o", "plot.jpg"]),
+        ("plot-embed", ["-o", "plot.svg", "--embed"]),
+        ("plot-unwritable", ["-o", "no/such/directory/plot.png"]),
+    ],
+)
+def test_plot_errors(healthy_trial, tmp_path, error_id, args):
+    expect_error(run("plot", healthy_trial, *args, cwd=tmp_path), error_id)
 
 
 def test_parameter_mode_through_the_python_api():

@@ -117,6 +117,10 @@ class CriterionResult:
     ``relation`` reads "figure RELATION limit fires", e.g. ``">"`` for the
     variance ratio and ``"<"`` for the gradient spread. ``per_step`` holds the
     figure of every analysed step, for plots and for ``--follow``.
+    ``direction`` says which way a fired criterion points, so that a remedy
+    can be chosen without parsing the reason: ``"collapse"`` (too small a
+    start), ``"explode"`` (too large), ``"symmetric"``, ``"saturated"``,
+    ``"dead"``, or ``""`` when there is nothing to say.
     """
 
     check: str
@@ -131,6 +135,7 @@ class CriterionResult:
     per_step: tuple[tuple[int, float], ...] = field(default=())
     # What to change, for a fired criterion (poorinit/remedy.py); set by the analysis, not the check.
     remedy: str | None = None
+    direction: str = ""
 
     @property
     def fired(self) -> bool:
@@ -152,6 +157,9 @@ class Check(ABC):
 
     def __init__(self, params: RuleParams) -> None:
         self.params = params
+        # The trial's root attributes (e.g. ``num_classes``), as the first analysed
+        # step file has them; set by the analysis before any step is measured.
+        self.trial_attrs: Mapping[str, Any] = {}
 
     @abstractmethod
     def selector(self) -> Selector:
