@@ -1,14 +1,15 @@
 """poorinit: tell from the first training steps whether a network was poorly initialised.
 
 An open implementation of Amazon SageMaker Debugger's PoorWeightInitialization
-rule over trials of HDF5 step files (docs/format.md, docs/rule.md).
+rule over trials of HDF5 step files (docs/format.md, docs/rule.md) and SageMaker
+Debugger trials (docs/sagemaker.md), on disk or in object stores (docs/scale.md).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "__version__",
@@ -24,6 +25,7 @@ __all__ = [
     "RuleParams",
     "Selector",
     "Status",
+    "open_trial",
     "StepFileError",
     "TensorError",
     "Trial",
@@ -39,6 +41,7 @@ _LOCATIONS = {
     "Analysis": "analysis",
     "ArrayTensor": "trial",
     "Trial": "trial",
+    "open_trial": "sources",
     "TrialWriter": "writer",
     "Check": "checks.base",
     "CriterionResult": "checks.base",
@@ -83,5 +86,6 @@ if TYPE_CHECKING:
     )
     from .params import RuleParams
     from .rule import Verdict
+    from .sources import open_trial
     from .trial import ArrayTensor, Trial
     from .writer import TrialWriter

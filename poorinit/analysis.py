@@ -108,6 +108,11 @@ class Analysis:
             read_workers = frozenset(f.worker for f in step_files)
             for step_file in step_files:
                 readers.append(self.trial.open(step_file))
+            if readers and not any(check.trial_attrs for check in self.checks):
+                # The first step file opened gives the trial's root attributes (num_classes).
+                attrs = readers[0].attrs
+                for check in self.checks:
+                    check.trial_attrs = attrs
             listings = [(reader, reader.tensor_names()) for reader in readers]
             missing_tensors = _missing_tensors(listings) if len(listings) > 1 else {}
             if self._diagnosis is not None and self._diagnosis.measure is None:
@@ -124,6 +129,10 @@ class Analysis:
                             wrong.setdefault(index, set()).add(name)
                 if chosen:
                     measures[index] = check.measure(step, chosen)
+            if self._diagnosis is not None:
+                known = next((measures.get(i, {}) for i, c in enumerate(self.checks)
+                              if c.name == "activation_variance"), {})
+                self._diagnosis.take_variances(step, listings, known)
             # A file rewritten in place while it was read was read half old, half new.
             # (A reader of another format may have no such check.)
             for reader in readers:
@@ -243,8 +252,9 @@ class Analysis:
         """The per-layer view; rows only when the analysis was made with ``explain=True``."""
         from .diagnosis import build
 
-        return build(self._diagnosis.measure if self._diagnosis else None, self.params,
-                     self._layer_variances(), self._layer_saturation())
+        variances = self._diagnosis.variances if self._diagnosis else self._layer_variances()
+        return build(self._diagnosis.measure if self._diagnosis else None, self.params, variances,
+                     self._layer_saturation())
 
     def _layer_variances(self) -> dict[int, dict[str, float]]:
         return {step: {name: m.variance for name, m in layers.items()}

@@ -9,7 +9,9 @@ Heavy modules (numpy, h5py, rich) are imported inside the commands so that
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +25,8 @@ from .errors import PoorinitError
 from .format import MODES
 
 EXIT_PASSED, EXIT_FIRED, EXIT_ERROR = 0, 1, 2
+# Stopped by a signal: 128 + its number, as a shell reports it (SIGTERM gives 143).
+EXIT_INTERRUPTED = 130
 
 # Every setting option defaults to None, meaning "not given here": the value
 # then comes from the environment, the config file or the built-in default
@@ -36,6 +40,7 @@ RULE_OPTIONS: dict[str, dict[str, Any]] = {
     "gradient_regex": {"metavar": "REGEX[,REGEX]"},
     "loss_regex": {"metavar": "REGEX[,REGEX]"},
     "mode": {"type": click.Choice(MODES)},
+    "num_classes": {"metavar": "K"},
 }
 RUN_OPTIONS: dict[str, dict[str, Any]] = {
     # Repeatable: `--format junit --output a.xml --format markdown --output b.md`.
@@ -407,6 +412,47 @@ def _follow(trial: str, params: Any, timeout: float | None, poll_interval: float
 
 
 @cli.command()
+@click.argument("trial", type=click.Path(path_type=str, readable=False))
+@rule_options
+@click.option("--output", "-o", "output", required=True, metavar="FILE",
+              help="Write the plot to FILE: .png, .svg, or .html (the plot, the criteria and the diagnosis table).")
+@click.option("--format", "fmt", type=click.Choice(["none", "markdown"]), default="none", show_default=True,
+              help="markdown: also print the Markdown report on stdout, with the image linked by FILE's path.")
+@click.option("--embed", is_flag=True, help="With --format markdown: embed the PNG as a data URI instead of a link.")
+@config_option
+@debug_option
+def plot(trial: str, output: str, fmt: str, embed: bool, config_file: str | None, debug: bool, **values: Any) -> int:
+    """Draw the evidence of TRIAL's verdict (needs the extra: pip install 'poorinit[plot]').
+
+    Panels: activation variance per layer per step, gradient spread per step,
+    loss per step with the patience windows, saturated/dead units per layer.
+    Exits as analyze does: 0 passed, 1 fired, 2 could not analyse.
+    """
+    from pathlib import Path
+
+    from .analysis import evaluate
+    from .plot import SUFFIXES, markdown, render
+    from .trial import Trial
+
+    if Path(output).suffix.lower() not in SUFFIXES:
+        raise click.UsageError(f"--output must end in .png, .svg or .html, not {output!r}")
+    if embed and (fmt != "markdown" or Path(output).suffix.lower() != ".png"):
+        raise click.UsageError("--embed applies only with --format markdown and a .png output")
+    settings = _settings(config_file, {**values})
+    verdict = evaluate(Trial(trial), settings.rule_params(), explain=True)
+    content = render(verdict, output)
+    try:
+        Path(output).write_bytes(content)
+    except OSError as error:
+        raise PoorinitError(f"{output}: cannot write the plot ({error.strerror or error})") from None
+    if fmt == "markdown":
+        click.echo(markdown(verdict, output, content if embed else None), nl=False)
+    else:
+        click.echo(f"poorinit: {verdict.status}: plot written to {output}", err=True)
+    return verdict.exit_code
+
+
+@cli.command()
 @click.argument("roots", nargs=-1, required=True, type=click.Path(path_type=str, readable=False), metavar="ROOT...")
 @rule_options
 @setting_options("format")
@@ -600,13 +646,32 @@ def _error(message: str) -> None:
     click.echo(f"poorinit: error: {stderr_line(message.strip())}", err=True)
 
 
+def _on_signal(signum: int, frame: Any) -> None:
+    from .errors import Interrupted, Terminated
+
+    raise Terminated if signum == signal.SIGTERM else Interrupted
+
+
+def _catch_signals() -> dict[int, Any]:
+    """SIGINT and SIGTERM raise here, so that cleanup runs (no orphan worker) and the exit code says which."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.signal(number, _on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    from .errors import Interrupted
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     warnings.showwarning = _show_warning
+    previous = _catch_signals()
     try:
         code = cli.main(args=args, prog_name="poorinit", standalone_mode=False)
+    except Interrupted as stop:  # Ctrl-C: 130, SIGTERM: 143, as a shell reports a signal
+        _error("terminated" if stop.exit_code == 143 else "interrupted")
+        return stop.exit_code
     except click.exceptions.Exit as stop:  # --help, --version
         return stop.exit_code
     except click.UsageError as error:
@@ -618,7 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (click.Abort, KeyboardInterrupt):
         _error("interrupted")
-        return EXIT_ERROR
+        return EXIT_INTERRUPTED
     except PoorinitError as error:
         if debug:
             raise
@@ -633,4 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error(f"internal error: {type(error).__name__}: {error} (rerun with --debug and report it)")
         return EXIT_ERROR
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return code if isinstance(code, int) else EXIT_PASSED

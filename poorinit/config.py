@@ -137,6 +137,9 @@ RULE = (
             "Gradients to judge (default: the 'gradients' collection)."),
     Setting("loss_regex", None, _rule_value("loss_regex"), "Losses to judge (default: the 'losses' collection)."),
     Setting("mode", "train", _rule_value("mode"), "Which steps to analyse: train, eval or predict."),
+    Setting("num_classes", None, _rule_value("num_classes"),
+            "Classes K of a cross-entropy loss, for the initial-loss criterion (default: the trial's "
+            "num_classes attribute)."),
 )
 RUN = (
     Setting("format", "table", _choice("format", FORMATS), "Report format."),

@@ -261,6 +261,25 @@ class DiagnosisMeasurer:
         self.weights = Selector(fmt.WEIGHTS, (_WEIGHT_NAME,))
         self.gradients = Selector(fmt.GRADIENTS, (_GRADIENT_NAME,))
         self.measure: StepMeasure | None = None
+        # Per step, the variance of every activation input (plots: one line per step).
+        self.variances: dict[int, dict[str, float]] = {}
+
+    def take_variances(self, step: int, listings: Iterable[tuple[Any, Sequence[tuple[str, Sequence[str]]]]],
+                       known: Mapping[str, Moments]) -> None:
+        """Each activation input's variance at ``step``: the activation-variance
+        check's figure where it measured the layer, else measured here (a tanh
+        layer outside the rule's ``.*relu_input`` regex)."""
+        pooled: dict[str, Moments] = {}
+        for reader, names in listings:
+            for name, collections in names:
+                if name in known or not self.activations.matches(name, collections):
+                    continue
+                total = pooled.get(name, Moments())
+                for block in reader.tensor(name).blocks():
+                    total = total.merge(Moments.of(block))
+                pooled[name] = total
+        merged = {**pooled, **known}
+        self.variances[step] = {name: m.variance for name, m in merged.items() if m.count}
 
     def take(self, step: int, listings: Iterable[tuple[Any, Sequence[tuple[str, Sequence[str]]]]]) -> None:
         """Measure ``step`` from open readers and their ``tensor_names()`` listings."""
@@ -337,18 +356,26 @@ def module_path(name: str) -> str:
 
 def feeding_weights(layers: Sequence[LayerMeasure], weights: Mapping[str, WeightFigures],
                     weight_attrs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """Which weight feeds each activation input (name -> weight name).
+    """Which weight feeds each activation input (name -> weight name); ``layers`` in forward order.
 
     The weight candidates are Linear/ConvNd weights: those whose ``module``
     attribute names such a class, else any weight of two or more dimensions
     (norm layers have 1-D weights); when no weight has a shape (a flat sample)
-    every ``*.weight`` is a candidate. The activation input ``P.relu_input``
-    takes the candidate whose module path sorts last, in natural order
-    (``net.10`` after ``net.2``), before ``P``: in a ``Sequential`` that is
-    the Linear or Conv just before the activation (``net.1.relu_input`` ->
-    ``net.0.weight``), skipping a norm layer between them. The heuristic is
-    documented in docs/rule.md; it can be wrong for modules named out of
-    forward order.
+    every ``*.weight`` is a candidate. Two rules, in this order:
+
+    1. Functional calls: activation inputs whose ``module`` attribute names
+       a calling module ``P`` that owns candidates (``P.fc1.weight``, or any
+       for the root ``""``) take them in turn: the first call in forward
+       order the first candidate in natural name order, and so on
+       (``F.relu(self.fc1(x))`` then ``F.relu(self.fc2(...))`` -> fc1, fc2).
+    2. Otherwise the activation input ``P.relu_input`` takes the candidate
+       whose module path sorts last, in natural order (``net.10`` after
+       ``net.2``), before ``P``: in a ``Sequential`` the Linear or Conv just
+       before the activation (``net.1.relu_input`` -> ``net.0.weight``),
+       skipping a norm layer between them.
+
+    Both are heuristics, documented in docs/rule.md; they can be wrong for
+    modules named out of forward order.
     """
 
     def is_candidate(name: str, figures: WeightFigures) -> bool:
@@ -362,7 +389,16 @@ def feeding_weights(layers: Sequence[LayerMeasure], weights: Mapping[str, Weight
         candidates = [n for n in weights if n.endswith("weight")]
     keyed = sorted(candidates, key=lambda n: depth_key(module_path(n)))
     chosen: dict[str, str] = {}
+    taken: dict[str, int] = {}
     for layer in layers:
+        caller = layer.attrs.get("module")
+        if isinstance(caller, str):
+            owned = [n for n in keyed if not caller or n.startswith(caller + ".")]
+            index = taken.get(caller, 0)
+            if index < len(owned):  # a module hook's own path (an nn.ReLU) owns no weight: rule 2
+                chosen[layer.name] = owned[index]
+                taken[caller] = index + 1
+                continue
         key = depth_key(module_path(layer.name))
         before = [n for n in keyed if _less(depth_key(module_path(n)), key)]
         if before:
@@ -558,6 +594,8 @@ def with_remedies(
         primary = SYMMETRIC
     elif "saturation" in fired:
         primary = SATURATED
+    elif diagnosis is not None and any(r.mark == DEAD for r in diagnosis.rows):
+        primary = DEAD
     out = []
     for c in results:
         if not c.fired:

@@ -190,6 +190,20 @@ class Follower:
         )
 
 
+def _check_followable(path: str | os.PathLike[str]) -> None:
+    """Following polls a local directory of step files: refuse at once what it would wait on forever."""
+    from .smdebug.layout import looks_like_smdebug
+    from .sources import is_url
+    from .store import LocalStore
+
+    if is_url(path):
+        raise FollowError(f"{os.fspath(path)}: --follow polls a local directory; analyse a trial in an object store "
+                          "without --follow")
+    if looks_like_smdebug(LocalStore(), os.fspath(path)):
+        raise FollowError(f"{os.fspath(path)}: is a SageMaker Debugger trial; --follow reads poorinit trials only: "
+                          "analyse it without --follow")
+
+
 def follow(
     path: str | os.PathLike[str],
     params: RuleParams,
@@ -204,6 +218,7 @@ def follow(
     Raises :class:`FollowError` when ``timeout`` seconds pass first or the trial
     is marked finished with too few steps to pass.
     """
+    _check_followable(path)
     follower = Follower(path, params, checks)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:

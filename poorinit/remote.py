@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from . import format as fmt
 from .errors import PoorinitError, StepFileError, TrialError
-from .trial import H5_ERRORS, StepReader, _open_problem
+from .trial import H5_ERRORS, StepReader, _Budget, _open_problem
 
 EXTRA_HINT = "pip install 'poorinit[remote]'"
 
@@ -194,15 +194,19 @@ class RemoteStepReader(StepReader):
     def __init__(self, step_file: fmt.StepFile, store: FsspecStore, path: str) -> None:
         import h5py
 
+        # The attributes StepReader.__init__ sets (tests/test_remote.py runs this class on every suite).
         self.step_file = step_file
         self._datasets: dict[str, Any] = {}
+        self._names: list[tuple[str, tuple[str, ...]]] | None = None
+        self._fd = -1  # no local file descriptor: StepReader.close() then closes only the HDF5 file
         try:
             self._handle = store.open(path)
         except FileNotFoundError:
             raise StepFileError(step_file.path, "vanished after the trial was listed; rerun once nothing deletes "
                                                 "step files") from None
+        self.budget = _Budget(step_file.path, int(getattr(self._handle, "size", 0) or 0))
         try:
-            self._file = h5py.File(self._handle, "r")
+            self._file = h5py.File(self._handle, "r", rdcc_nbytes=0)
         except H5_ERRORS as error:
             self._handle.close()
             raise StepFileError(step_file.path, _open_problem(error)) from error
@@ -217,6 +221,9 @@ class RemoteStepReader(StepReader):
             super().close()
         finally:
             self._handle.close()
+
+    def check_unchanged(self) -> None:
+        """Nothing to check: an object store replaces an object whole, it is never rewritten in place."""
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

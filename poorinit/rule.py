@@ -41,6 +41,11 @@ class Verdict:
         return any(c.fired for c in self.criteria)
 
     @property
+    def passed(self) -> bool:
+        """The rule did not fire (``not fired``): what a pre-flight unit test asserts."""
+        return not self.fired
+
+    @property
     def status(self) -> str:
         return "fired" if self.fired else "passed"
 

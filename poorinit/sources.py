@@ -130,7 +130,8 @@ def is_url(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` names an object in a store (``s3://...``); ``file://`` is local."""
     text = os.fspath(path)
     scheme, sep, _ = text.partition("://")
-    return bool(sep) and scheme.isidentifier() and scheme != "file"
+    # One letter is a Windows drive (C://...), not a protocol.
+    return bool(sep) and len(scheme) > 1 and scheme.isidentifier() and scheme != "file"
 
 
 def store_for(path: str | os.PathLike[str]) -> tuple[Store, str]:

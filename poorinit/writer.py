@@ -28,6 +28,9 @@ from . import format as fmt
 # enough that a reader can stream a 1 GiB tensor in bounded memory.
 CHUNK_BYTES = 1 << 20
 
+# Opt-in compression of chunked datasets: smaller trials, slower reads (bench/recording.py).
+COMPRESSIONS = (None, "gzip", "lzf")
+
 ArrayLike = Any  # numpy arrays, Python floats, anything np.asarray accepts
 AttrValue = str | int | float | bool | Sequence[int | float]
 
@@ -77,9 +80,21 @@ class TrialWriter:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, mode: str = "train", worker: int = 0, fsync: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: str = "train",
+        worker: int = 0,
+        fsync: bool = True,
+        compression: str | None = None,
     ) -> None:
         fmt.step_file_name(0, mode, worker)  # validates mode and worker
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(map(str, COMPRESSIONS))}, not {compression!r}")
+        # gzip or lzf on chunked datasets, always with fletcher32 (the checksum
+        # covers the compressed bytes); compact datasets live in the checksummed
+        # object header and are never compressed.
+        self.compression = compression
         self.path = Path(path)
         self.mode = mode
         self.worker = worker
@@ -166,7 +181,7 @@ class TrialWriter:
                     _set_attr(f.attrs, key, value)
                 group = f.create_group(fmt.TENSOR_GROUP)
                 for name, (array, collections) in entries.items():
-                    dataset = _write_dataset(group, name, array, collections)
+                    dataset = _write_dataset(group, name, array, collections, self.compression)
                     for key, value in tensor_attrs.get(name, {}).items():
                         _set_attr(dataset.attrs, key, value)
             if self.fsync:
@@ -236,7 +251,9 @@ def _set_attr(attrs: Any, key: str, value: Any) -> None:
         attrs[key] = np.asarray(value, dtype=np.float64 if any(isinstance(v, float) for v in value) else np.int64)
 
 
-def _write_dataset(group: Any, name: str, array: np.ndarray, collections: list[str]) -> Any:
+def _write_dataset(
+    group: Any, name: str, array: np.ndarray, collections: list[str], compression: str | None = None
+) -> Any:
     import h5py
 
     array = np.ascontiguousarray(array)
@@ -261,6 +278,7 @@ def _write_dataset(group: Any, name: str, array: np.ndarray, collections: list[s
             data=array,
             chunks=chunk_shape(array.shape, array.dtype.itemsize),
             fletcher32=True,
+            compression=compression,
         )
     if collections:
         _set_string_attr(dataset.attrs, fmt.COLLECTIONS_ATTR, ",".join(collections))

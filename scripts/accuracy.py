@@ -1,302 +1,707 @@
 """Measure how well the rule tells poor starts from healthy ones, on real training runs.
 
-Every run trains a small network from a labelled initialisation: an 8-layer MLP
-and a 3-layer CNN, each with ReLU and with Tanh, each with SGD (momentum) and
-with Adam at ordinary learning rates, on noisy mini-batches of synthetic data,
-over several seeds. The first steps are recorded with poorinit.torch.Recorder
-into a temporary directory and judged by poorinit.analyze with the default
-rule parameters. Runs then train on, hook-free, so the table can show whether
-each start went on to learn.
+Every run trains a tiny network on synthetic data from one initialisation,
+with mini-batches from a DataLoader and one of SGD, SGD with momentum, Adam
+and AdamW at usual learning rates, for a fixed budget of steps. The first
+steps are recorded into a trial (activation inputs with the metadata of
+docs/format.md, gradients, weights, the loss and ``num_classes``); the whole
+loss curve is kept. Trials and curves are cached in ``.accuracy-cache/``, so
+re-judging after a change of the rule does not train again.
 
-Labels (docs/accuracy.md explains each):
-- poor: all zeros; a constant (0.5 for every weight and bias); too small,
-  N(0, 0.01); too large, N(0, 1); and, for ReLU, He scaled by 3.
-- healthy: He for ReLU, Xavier for Tanh, orthogonal with calculate_gain of
-  the activation.
-- borderline, counted apart: PyTorch's default, and Xavier on ReLU. Both
-  shrink the signal with depth by design yet often still train.
+Labels come from what happened, never from what the rule says, and are fixed
+before the rule is run (see docs/accuracy.md):
+- poor by construction: all-zero weights;
+- poor by the start: a first loss more than 3 times chance (ln K);
+- otherwise by the outcome: each run's gain over chance at the end of the
+  budget, as a share of the gain of the best init of the same architecture
+  and optimiser (any seed); an init is healthy for an architecture when every
+  one of its runs (three seeds, three optimisers) gained at least 80%, poor
+  when none gained 40%, borderline otherwise (in neither rate): a trial
+  cannot tell which optimiser will follow its first steps.
 
-    python scripts/accuracy.py [--seeds 3] [--train-steps 150] [--activation-inputs-regex REGEX]
+The runs are split once, by a hash of the run's id, into a development half
+(the rule is tuned on it) and a test half (reported, never tuned on).
+
+    python scripts/accuracy.py                     # train what is not cached, judge, print the tables
+    python scripts/accuracy.py --families mlp8,gru --seeds 1
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import h5py
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.data import DataLoader, TensorDataset
 
 import poorinit
-from poorinit.torch import Recorder
+from poorinit import TrialWriter
 
+HARNESS = 4  # bump to retrain everything when the runs themselves change
 RECORDED_STEPS = 10
+TRAIN_STEPS = 200
 CLASSES = 4
-LEARNING_RATES = {"sgd": 0.01, "adam": 1e-3}
 BATCH = 32
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".accuracy-cache"
+CHANCE = math.log(CLASSES)
+START_LIMIT = 3.0  # label: a first loss above 3 x chance is a poor start
+HEALTHY_GAIN, POOR_GAIN = 0.8, 0.4
+LEARNED = 0.2  # the best init must end 20% below chance for the outcome to tell anything
+SHORT = {"activation_variance": "act", "gradient_spread": "grad", "loss_decrease": "loss", "saturation": "sat",
+         "initial_loss": "init"}
 
-POOR = ("zeros", "const", "tiny", "large", "he-x3")
-HEALTHY = {"relu": ("he", "orthogonal"), "tanh": ("xavier", "orthogonal")}
-BORDERLINE = {"relu": ("default", "xavier"), "tanh": ("default",)}
-SHORT = {"activation_variance": "act", "gradient_spread": "grad", "loss_decrease": "loss", "saturation": "sat"}
+# ----------------------------------------------------------------------------- data
 
 
-def initialise(model: nn.Module, strategy: str, activation: str) -> None:
-    """Apply ``strategy`` to every Linear and Conv2d layer (biases zeroed unless said otherwise)."""
-    if strategy == "default":
-        return
-    gain = nn.init.calculate_gain(activation)
-    for module in model.modules():
-        if not isinstance(module, (nn.Linear, nn.Conv2d)):
-            continue
-        weight, bias = module.weight, module.bias
-        if strategy == "zeros":
-            nn.init.zeros_(weight)
-        elif strategy == "const":
-            nn.init.constant_(weight, 0.5)
-        elif strategy == "tiny":
-            nn.init.normal_(weight, 0.0, 0.01)
-        elif strategy == "large":
-            nn.init.normal_(weight, 0.0, 1.0)
-        elif strategy in ("he", "he-x3"):
-            nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
-            if strategy == "he-x3":
-                with torch.no_grad():
-                    weight.mul_(3.0)
-        elif strategy == "xavier":
-            nn.init.xavier_normal_(weight)
-        elif strategy == "orthogonal":
-            nn.init.orthogonal_(weight, gain=gain)
+def tabular(g: torch.Generator, samples: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian inputs labelled by a fixed random two-layer teacher: learnable, not linear."""
+    x = torch.randn(samples, 16, generator=g)
+    hidden = torch.tanh(x @ torch.randn(16, 16, generator=g) / 4)
+    return x, (hidden @ torch.randn(16, CLASSES, generator=g)).argmax(dim=1)
+
+
+def images(g: torch.Generator, samples: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """8x8 images of a horizontal bar, a vertical bar, a diagonal or a square, anywhere, in noise."""
+    x = torch.randn(samples, 1, 8, 8, generator=g) * 0.5
+    y = torch.randint(0, CLASSES, (samples,), generator=g)
+    corners = torch.randint(0, 5, (samples, 2), generator=g)
+    for image, label, (r, c) in zip(x, y.tolist(), corners.tolist(), strict=True):
+        if label == 0:
+            image[0, r + 1, c : c + 4] += 2.0
+        elif label == 1:
+            image[0, r : r + 4, c + 1] += 2.0
+        elif label == 2:
+            image[0, torch.arange(r, r + 4), torch.arange(c, c + 4)] += 2.0
         else:
-            raise ValueError(f"unknown strategy {strategy!r}")
-        if strategy == "const":
-            nn.init.constant_(bias, 0.5)
-        else:
-            nn.init.zeros_(bias)
+            image[0, r : r + 3, c : c + 3] += 1.0
+    return x, y
 
 
-def activation_module(name: str) -> nn.Module:
-    return nn.ReLU() if name == "relu" else nn.Tanh()
+def sequences(g: torch.Generator, samples: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences of 8 tokens of 8 features; the class depends on the tokens together."""
+    x = torch.randn(samples, 8, 8, generator=g)
+    pooled = torch.tanh(x @ torch.randn(8, 8, generator=g) / 3).mean(dim=1)
+    return x, (pooled @ torch.randn(8, CLASSES, generator=g)).argmax(dim=1)
 
 
-def mlp(activation: str) -> nn.Module:
-    """8 hidden layers of 64 units, as deep as the seed's probe but narrower."""
+# ----------------------------------------------------------------------------- models
+
+
+def mlp(depth: int, act: type[nn.Module] = nn.ReLU, width: int = 32) -> nn.Module:
     layers: list[nn.Module] = []
-    width = 32
-    for _ in range(8):
-        layers += [nn.Linear(width, 64), activation_module(activation)]
-        width = 64
-    return nn.Sequential(*layers, nn.Linear(64, CLASSES))
+    fan_in = 16
+    for _ in range(depth):
+        layers += [nn.Linear(fan_in, width), act()]
+        fan_in = width
+    return nn.Sequential(*layers, nn.Linear(width, CLASSES))
 
 
-def cnn(activation: str) -> nn.Module:
+def cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        activation_module(activation),
-        nn.Conv2d(8, 16, 3, padding=1),
-        activation_module(activation),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 16, 3, padding=1),
-        activation_module(activation),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16 * 4 * 4, CLASSES),
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 2 * 2, CLASSES),
     )
 
 
-def teacher_data(generator: torch.Generator, samples: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian inputs labelled by a fixed random linear teacher: learnable, not trivial."""
-    inputs = torch.randn(samples, 32, generator=generator)
-    return inputs, (inputs @ torch.randn(32, CLASSES, generator=generator)).argmax(dim=1)
+class BasicBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return F.relu(out + x)
 
 
-def pattern_data(generator: torch.Generator, samples: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """16x16 images of a horizontal bar, a vertical bar, a diagonal or a square, anywhere, in noise."""
-    images = torch.randn(samples, 1, 16, 16, generator=generator) * 0.5
-    labels = torch.randint(0, CLASSES, (samples,), generator=generator)
-    corners = torch.randint(0, 11, (samples, 2), generator=generator)
-    for image, label, (row, col) in zip(images, labels.tolist(), corners.tolist(), strict=True):
-        if label == 0:
-            image[0, row + 2, col : col + 6] += 2.0
-        elif label == 1:
-            image[0, row : row + 6, col + 2] += 2.0
-        elif label == 2:
-            image[0, torch.arange(row, row + 6), torch.arange(col, col + 6)] += 2.0
-        else:
-            image[0, row + 1 : row + 5, col + 1 : col + 5] += 1.0
-    return images, labels
+class ResNet(nn.Module):
+    """A ResNet-style CNN: stem conv-BN-ReLU, three basic blocks, pooled head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.blocks = nn.Sequential(*(BasicBlock(8) for _ in range(3)))
+        self.head = nn.Linear(8, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
 
 
-ARCHITECTURES: dict[str, tuple[Callable[[str], nn.Module], Callable[[torch.Generator], tuple[torch.Tensor, ...]]]] = {
-    "mlp8": (mlp, teacher_data),
-    "cnn3": (cnn, pattern_data),
+class ResidualMLP(nn.Module):
+    """Issue 8, case 2: blocks of Linear-[BatchNorm]-ReLU-Linear with a skip, one final ReLU."""
+
+    def __init__(self, norm: bool, blocks: int = 8, width: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Linear(16, width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width) if norm else nn.Identity(), nn.ReLU(),
+                          nn.Linear(width, width))
+            for _ in range(blocks)
+        )
+        self.act = nn.ReLU()
+        self.head = nn.Linear(width, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(self.act(x))
+
+
+class EncoderClassifier(nn.Module):
+    """nn.TransformerEncoderLayer stack (post-LN, as PyTorch ships it), mean-pooled."""
+
+    def __init__(self, activation: str, layers: int = 2, d: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, d)
+        layer = nn.TransformerEncoderLayer(d, 2, dim_feedforward=32, dropout=0.0, activation=activation,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x)).mean(dim=1))
+
+
+class PreLNBlock(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, 2 * d)
+        self.fc2 = nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
+        attention = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)
+        x = x + self.proj(attention @ v)
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class PreLNTransformer(nn.Module):
+    """A hand-written pre-LN transformer (GPT-style), functional GELU (issue 8, case 4)."""
+
+    def __init__(self, layers: int = 3, d: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, d)
+        self.blocks = nn.ModuleList(PreLNBlock(d) for _ in range(layers))
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x).mean(dim=1))
+
+
+class GRUClassifier(nn.Module):
+    """A GRU (its gates are inside one kernel: the rule cannot see them) with a ReLU head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 16, batch_first=True)
+        self.fc = nn.Linear(16, 16)
+        self.head = nn.Linear(16, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(x)
+        return self.head(F.relu(self.fc(out[:, -1])))
+
+
+class FunctionalMLP(nn.Module):
+    """Parameters and functional activations only, as hand-written research code is."""
+
+    def __init__(self, depth: int = 6, width: int = 32, activation: str = "silu") -> None:
+        super().__init__()
+        sizes = [16] + [width] * depth + [CLASSES]
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(o, i)) for i, o in zip(sizes, sizes[1:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(o)) for o in sizes[1:])
+        for w in self.weights:
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))  # what nn.Linear does by default
+        self.activation = {"silu": F.silu, "tanh": torch.tanh, "relu": F.relu}[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            x = self.activation(F.linear(x, w, b))
+        return F.linear(x, self.weights[-1], self.biases[-1])
+
+
+@dataclass(frozen=True)
+class Family:
+    build: Callable[[], nn.Module]
+    data: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+    activation: str  # for the gains of orthogonal init
+    own: str = ""  # the init the architecture ships with, when it is not PyTorch's default
+
+
+FAMILIES: dict[str, Family] = {
+    "mlp2": Family(lambda: mlp(2), tabular, "relu"),
+    "mlp8": Family(lambda: mlp(8), tabular, "relu"),
+    "mlp16": Family(lambda: mlp(16), tabular, "relu"),
+    "mlp32": Family(lambda: mlp(32), tabular, "relu"),
+    "mlp8-tanh": Family(lambda: mlp(8, nn.Tanh), tabular, "tanh"),
+    "cnn": Family(cnn, images, "relu"),
+    "resnet-bn": Family(ResNet, images, "relu", own="torchvision"),
+    "resmlp-bn": Family(lambda: ResidualMLP(norm=True), tabular, "relu"),
+    "resmlp": Family(lambda: ResidualMLP(norm=False), tabular, "relu"),
+    "tfm-relu": Family(lambda: EncoderClassifier("relu"), sequences, "relu"),
+    "tfm-gelu": Family(lambda: EncoderClassifier("gelu"), sequences, "relu"),
+    "preln": Family(PreLNTransformer, sequences, "relu", own="gpt2"),
+    "gru": Family(GRUClassifier, sequences, "tanh"),
+    "fmlp-silu": Family(lambda: FunctionalMLP(activation="silu"), tabular, "relu"),
+    "fmlp-tanh": Family(lambda: FunctionalMLP(activation="tanh"), tabular, "tanh"),
 }
+INITS = ("zeros", "const", "tiny", "large", "default", "he", "xavier", "orthogonal")
+OPTIMISERS = ("sgd", "sgdm", "adam", "adamw")
+
+
+def initialise(model: nn.Module, strategy: str, activation: str) -> None:
+    """Apply ``strategy`` to every weight matrix or kernel (biases zeroed; norm layers left as built)."""
+    if strategy == "default":
+        return
+    gain = nn.init.calculate_gain(activation)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            norm_param = p.ndim == 1 and not name.split(".")[-1].startswith("bias")
+            if norm_param:
+                continue  # LayerNorm / BatchNorm scales stay 1
+            if p.ndim == 1 or name.startswith("biases"):
+                p.fill_(0.5 if strategy == "const" else 0.0)
+                continue
+            if strategy == "zeros":
+                nn.init.zeros_(p)
+            elif strategy == "const":
+                nn.init.constant_(p, 0.5)
+            elif strategy == "tiny":
+                nn.init.normal_(p, 0.0, 0.01)
+            elif strategy == "large":
+                nn.init.normal_(p, 0.0, 1.0)
+            elif strategy == "he":
+                nn.init.kaiming_normal_(p, mode="fan_in", nonlinearity="relu")
+            elif strategy == "xavier":
+                nn.init.xavier_normal_(p)
+            elif strategy == "orthogonal":
+                nn.init.orthogonal_(p, gain=gain)
+            elif strategy == "torchvision":  # torchvision's ResNet: fan_out He for convs, default Linear
+                if p.ndim == 4:
+                    nn.init.kaiming_normal_(p, mode="fan_out", nonlinearity="relu")
+            elif strategy == "gpt2":
+                nn.init.normal_(p, 0.0, 0.02)
+            else:
+                raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def optimiser(name: str, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.1)
+    if name == "sgdm":
+        return torch.optim.SGD(params, lr=0.05, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=1e-3)
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+
+
+# ----------------------------------------------------------------------------- recording
+
+FUNCTIONS: dict[Any, str] = {
+    F.relu: "relu", torch.relu: "relu", F.relu_: "relu", torch.relu_: "relu",
+    F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu",
+    F.gelu: "gelu", F.silu: "silu", torch.tanh: "tanh", torch.tanh_: "tanh", F.tanh: "tanh",
+    torch.sigmoid: "sigmoid", torch.sigmoid_: "sigmoid", F.sigmoid: "sigmoid",
+    F.softplus: "softplus", F.elu: "elu", F.elu_: "elu",
+}
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+
+
+class Capture(TorchFunctionMode):
+    """Every activation call of a forward pass, module or functional, with the metadata of docs/format.md.
+
+    The same names and attributes as poorinit.torch.Recorder writes, made here
+    so that the labelled set does not wait for the recorder's functional capture.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.paths = {module: name for name, module in model.named_modules()}
+        self.stack: list[str] = []
+        self.made_by: dict[int, tuple[torch.Tensor, str]] = {}
+        self.inputs: dict[str, np.ndarray] = {}
+        self.attrs: dict[str, dict[str, Any]] = {}
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.handles = []
+        for module in self.paths:
+            self.handles.append(module.register_forward_pre_hook(self._enter))
+            self.handles.append(module.register_forward_hook(self._leave))
+
+    def _enter(self, module: nn.Module, args: Any) -> None:
+        self.stack.append(self.paths[module])
+
+    def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.stack.pop()
+        if isinstance(output, torch.Tensor):
+            self.made_by[id(output)] = (output, type(module).__name__)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        kind = FUNCTIONS.get(func)
+        if kind is not None and args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+            x = args[0]
+            path = self.stack[-1] if self.stack else ""
+            self.calls[(path, kind)] += 1
+            n = self.calls[(path, kind)]
+            name = f"{path}.{kind}_input" if path else f"{kind}_input"
+            if n > 1:
+                name += f".{n - 1}"
+            attrs: dict[str, Any] = {"activation": kind, "order": len(self.inputs), "module": path}
+            maker = self.made_by.get(id(x))
+            if maker is not None and maker[0] is x:
+                attrs["after"] = maker[1]
+            if kind == "leaky_relu":
+                attrs["negative_slope"] = float(kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01))
+            self.inputs[name] = x.detach().cpu().numpy().copy()
+            self.attrs[name] = attrs
+        return func(*args, **kwargs)
+
+
+def write_step(writer: TrialWriter, step: int, model: nn.Module, capture: Capture, loss: float) -> None:
+    path = writer.write_step(
+        step,
+        activation_inputs=capture.inputs,
+        gradients={f"gradient/{n}": p.grad.detach().numpy() for n, p in model.named_parameters()
+                   if p.grad is not None},
+        losses={"loss": loss},
+    )
+    with h5py.File(path, "a") as f:
+        f.attrs["num_classes"] = CLASSES
+        for name, attrs in capture.attrs.items():
+            for key, value in attrs.items():
+                f[f"tensors/{name}"].attrs[key] = value
+
+
+# ----------------------------------------------------------------------------- runs
 
 
 @dataclass(frozen=True)
 class Run:
-    architecture: str
-    activation: str
-    optimiser: str
+    family: str
     init: str
-    label: str
+    optimiser: str
     seed: int
 
-
-@dataclass(frozen=True)
-class Outcome:
-    run: Run
-    verdict: poorinit.Verdict
-    early_loss: float  # mean over the recorded steps
-    late_loss: float  # mean over the last 10 steps
+    @property
+    def id(self) -> str:
+        return f"{self.family}-{self.init}-{self.optimiser}-s{self.seed}"
 
     @property
-    def fired(self) -> list[str]:
-        return [SHORT.get(c.check, c.check) for c in self.verdict.criteria if c.fired]
+    def half(self) -> str:
+        """Development or test, fixed by the id alone: a run never changes halves."""
+        return "dev" if hashlib.sha256(self.id.encode()).digest()[0] % 2 == 0 else "test"
 
 
-def runs(seeds: int) -> list[Run]:
+def all_runs(seeds: int, families: Sequence[str]) -> list[Run]:
+    """Every init of every family, each seed; the optimiser rotates so each init meets all four."""
     found = []
-    for architecture in ARCHITECTURES:
-        for activation in ("relu", "tanh"):
-            poor = [s for s in POOR if s != "he-x3" or activation == "relu"]
-            labelled = [(s, "poor") for s in poor] + [(s, "healthy") for s in HEALTHY[activation]]
-            labelled += [(s, "borderline") for s in BORDERLINE[activation]]
-            for optimiser in LEARNING_RATES:
-                for init, label in labelled:
-                    found += [Run(architecture, activation, optimiser, init, label, seed) for seed in range(seeds)]
+    for family in families:
+        inits = INITS + ((FAMILIES[family].own,) if FAMILIES[family].own else ())
+        for seed in range(seeds):
+            for index, init in enumerate(inits):
+                found.append(Run(family, init, OPTIMISERS[(index + seed) % len(OPTIMISERS)], seed))
     return found
 
 
-def train(run: Run, directory: Path, train_steps: int, params: dict[str, str]) -> Outcome:
-    build, make_data = ARCHITECTURES[run.architecture]
-    generator = torch.Generator().manual_seed(1000 + run.seed)
-    inputs, labels = make_data(generator)
+def train(run: Run, trial: Path) -> dict[str, Any]:
+    family = FAMILIES[run.family]
+    g = torch.Generator().manual_seed(1000 + run.seed)
+    x, y = family.data(g)
     torch.manual_seed(run.seed)
-    model = build(run.activation)
-    initialise(model, run.init, run.activation)
-    rate = LEARNING_RATES[run.optimiser]
-    optimiser = (
-        torch.optim.SGD(model.parameters(), lr=rate, momentum=0.9)
-        if run.optimiser == "sgd"
-        else torch.optim.Adam(model.parameters(), lr=rate)
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    trial = directory / f"{run.architecture}-{run.activation}-{run.optimiser}-{run.init}-{run.seed}"
-    losses = []
-    with Recorder(model, trial, steps=RECORDED_STEPS) as rec:
-        for _ in range(train_steps):
-            batch = torch.randint(0, len(inputs), (BATCH,), generator=generator)
-            with rec.step():
-                loss = loss_fn(model(inputs[batch]), labels[batch])
-                optimiser.zero_grad()
+    model = family.build()
+    initialise(model, run.init, family.activation)
+    opt = optimiser(run.optimiser, model.parameters())
+    loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(run.seed))
+    losses: list[float] = []
+    started = time.monotonic()
+    with TrialWriter(trial, fsync=False) as writer:
+        while len(losses) < TRAIN_STEPS:
+            for xb, yb in loader:
+                step = len(losses)
+                if step >= TRAIN_STEPS:
+                    break
+                if step < RECORDED_STEPS:
+                    capture = Capture(model)
+                    with capture:
+                        out = model(xb)
+                    capture.remove()
+                else:
+                    out = model(xb)
+                loss = F.cross_entropy(out, yb)
+                opt.zero_grad()
                 loss.backward()
-                rec.loss(loss)
-                optimiser.step()
-            losses.append(loss.item())
-    verdict = poorinit.analyze(trial, **params)
-    return Outcome(run, verdict, mean(losses[:RECORDED_STEPS]), mean(losses[-10:]))
+                if step < RECORDED_STEPS:
+                    write_step(writer, step, model, capture, loss.item())
+                opt.step()
+                losses.append(loss.item() if math.isfinite(loss.item()) else float("nan"))
+    return {"id": run.id, "harness": HARNESS, **asdict(run), "losses": [round(v, 5) for v in losses],
+            "seconds": round(time.monotonic() - started, 2)}
 
 
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+def cached(seeds: int, families: Sequence[str]) -> list[dict[str, Any]]:
+    """Train what the cache lacks (one process, one torch thread), return every run's record."""
+    CACHE.mkdir(exist_ok=True)
+    index = CACHE / "runs.jsonl"
+    records: dict[str, dict[str, Any]] = {}
+    if index.exists():
+        for line in index.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("harness") == HARNESS:
+                records[record["id"]] = record
+    wanted = all_runs(seeds, families)
+    for number, run in enumerate(wanted):
+        trial = CACHE / "trials" / run.id
+        if run.id in records and trial.is_dir():
+            continue
+        if trial.exists():
+            for child in trial.iterdir():
+                child.unlink()
+        record = train(run, trial)
+        records[run.id] = record
+        with index.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(f"[{number + 1}/{len(wanted)}] {run.id}: loss {record['losses'][0]:.3g} -> "
+              f"{final(record):.3g} ({record['seconds']} s)", file=sys.stderr, flush=True)
+    return [records[run.id] for run in wanted]
 
 
-def criteria_counts(outcomes: Sequence[Outcome]) -> str:
-    counts = Counter(name for outcome in outcomes for name in outcome.fired)
-    return " ".join(f"{name}:{count}" for name, count in sorted(counts.items())) or "-"
+# ----------------------------------------------------------------------------- labels
 
 
-def median_figure(outcomes: Sequence[Outcome], check: str) -> str:
-    """The median over seeds of one criterion's figure, "n/a" where it did not apply."""
-    figures = sorted(
-        c.figure
-        for o in outcomes
-        for c in o.verdict.criteria
-        if c.check == check and c.status is not poorinit.Status.NOT_APPLICABLE and c.figure is not None
-    )
-    return f"{figures[len(figures) // 2]:.3g}" if figures else "n/a"
+def final(record: dict[str, Any]) -> float:
+    tail = [v for v in record["losses"][-20:] if math.isfinite(v)]
+    return sum(tail) / len(tail) if len(tail) == 20 else math.inf
 
 
-def table(outcomes: Sequence[Outcome]) -> list[str]:
-    groups: dict[tuple[str, ...], list[Outcome]] = {}
-    for outcome in outcomes:
-        r = outcome.run
-        groups.setdefault((r.architecture, r.activation, r.optimiser, r.init, r.label), []).append(outcome)
-    lines = [
-        "| arch | act | optimiser | init | label | runs | fired | criteria fired "
-        "| act ratio | grad spread | loss change | saturated share | loss steps 0-9 | loss at end |",
-        "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for key, group in groups.items():
-        fired = sum(o.verdict.fired for o in group)
-        early = mean([o.early_loss for o in group])
-        late = mean([o.late_loss for o in group])
-        figures = " | ".join(median_figure(group, check) for check in SHORT)
-        lines.append(
-            f"| {' | '.join(key)} | {len(group)} | {fired} | {criteria_counts(group)} | {figures} "
-            f"| {early:.3g} | {late:.3g} |"
-        )
-    return lines
+def label(records: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """id -> (label, why), from the losses alone."""
+    # The best init of the same architecture and optimiser, over every seed: with
+    # three seeds and the optimiser rotating, six or seven inits meet each optimiser.
+    best: dict[tuple[str, str], float] = {}
+    for r in records:
+        key = (r["family"], r["optimiser"])
+        best[key] = min(best.get(key, math.inf), final(r))
+    gains: dict[str, float] = {}
+    for r in records:
+        target = best[(r["family"], r["optimiser"])]
+        gains[r["id"]] = (CHANCE - final(r)) / (CHANCE - target) if CHANCE - target >= LEARNED * CHANCE else math.nan
+    # The trial cannot tell which optimiser will follow, so an init is judged over all its
+    # runs (three seeds, three optimisers): healthy if every run trained, poor if none did,
+    # borderline if the outcome depended on the optimiser or the seed.
+    by_init: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        by_init.setdefault((r["family"], r["init"]), []).append(r)
+    labels = {}
+    for r in records:
+        start = r["losses"][0]
+        runs = by_init[(r["family"], r["init"])]
+        outcome = ", ".join(f"{o['optimiser']} s{o['seed']} {gains[o['id']]:.0%}" for o in runs)
+        known = [gains[o["id"]] for o in runs if math.isfinite(gains[o["id"]])]
+        if r["init"] == "zeros":
+            labels[r["id"]] = ("poor", "all-zero weights")
+        elif not math.isfinite(start) or start > START_LIMIT * CHANCE:
+            labels[r["id"]] = ("poor", f"first loss {start:.3g} > {START_LIMIT:g} x chance {CHANCE:.3g}")
+        elif not math.isfinite(gains[r["id"]]):
+            labels[r["id"]] = ("borderline", f"no init of {r['family']} with {r['optimiser']} learned within "
+                               f"the budget (best end loss {best[(r['family'], r['optimiser'])]:.3g})")
+        elif len(known) == len(runs) and min(known) >= HEALTHY_GAIN:
+            labels[r["id"]] = ("healthy", f"every run of this init gained >= {HEALTHY_GAIN:.0%} of its "
+                               f"optimiser's best: {outcome}")
+        elif known and max(known) < POOR_GAIN:
+            labels[r["id"]] = ("poor", f"no run of this init gained {POOR_GAIN:.0%} of its optimiser's best: "
+                               f"{outcome}")
+        else:
+            labels[r["id"]] = ("borderline", f"the outcome depends on the optimiser or seed: {outcome}")
+    return labels
 
 
-def totals(outcomes: Sequence[Outcome]) -> list[str]:
+# ----------------------------------------------------------------------------- judging
+
+
+@dataclass
+class Judged:
+    record: dict[str, Any]
+    label: str
+    why: str
+    verdict: poorinit.Verdict | None
+    error: str = ""
+
+    @property
+    def fired(self) -> bool:
+        # "Could not analyse" is not "passed": counted as fired, and listed.
+        return self.verdict is None or self.verdict.fired
+
+    @property
+    def criteria(self) -> list[str]:
+        if self.verdict is None:
+            return ["error"]
+        return [SHORT.get(c.check, c.check) for c in self.verdict.criteria if c.fired]
+
+
+def judge(records: Sequence[dict[str, Any]], params: dict[str, Any], halves: Sequence[str]) -> list[Judged]:
+    labels = label(records)  # from every run: the best init of a family may sit in either half
+    judged = []
+    for r in records:
+        if Run(r["family"], r["init"], r["optimiser"], r["seed"]).half not in halves:
+            continue
+        name, why = labels[r["id"]]
+        try:
+            verdict = poorinit.analyze(CACHE / "trials" / r["id"], **params)
+            judged.append(Judged(r, name, why, verdict))
+        except poorinit.PoorinitError as error:
+            judged.append(Judged(r, name, why, None, str(error)))
+    return judged
+
+
+def figure(j: Judged, check: str) -> str:
+    if j.verdict is None:
+        return "-"
+    for c in j.verdict.criteria:
+        if c.check == check:
+            if c.status is poorinit.Status.NOT_APPLICABLE or c.figure is None:
+                return "n/a"
+            return f"**{c.figure:.3g}**" if c.fired else f"{c.figure:.3g}"
+    return "-"
+
+
+def rates(judged: Sequence[Judged]) -> list[str]:
     lines = []
-    for label, verb in (("poor", "caught"), ("healthy", "flagged"), ("borderline", "fired on")):
-        group = [o for o in outcomes if o.run.label == label]
-        fired = sum(o.verdict.fired for o in group)
-        lines.append(f"{label}: {verb} {fired} of {len(group)} ({100 * fired / max(len(group), 1):.1f}%)")
+    for name, verb in (("poor", "caught"), ("healthy", "flagged"), ("borderline", "fired on")):
+        group = [j for j in judged if j.label == name]
+        fired = sum(j.fired for j in group)
+        lines.append(f"- {name}: {verb} {fired} of {len(group)} ({100 * fired / max(len(group), 1):.1f}%)")
     return lines
 
 
-def details(outcome: Outcome) -> list[str]:
-    """Every criterion's figures, for a poor start missed or a healthy one flagged."""
-    r = outcome.run
-    lines = [
-        f"{r.architecture} {r.activation} {r.optimiser} {r.init} seed {r.seed} ({r.label}): "
-        f"{'fired' if outcome.verdict.fired else 'passed'}"
-    ]
-    for c in outcome.verdict.criteria:
-        steps = " ".join(f"{value:.3g}" for _, value in c.per_step)
-        lines.append(f"    {c.check}: {c.status.value}: {c.reason}")
-        if steps:
-            lines.append(f"        per step: {steps}")
+def family_table(judged: Sequence[Judged]) -> list[str]:
+    lines = ["| family | poor caught | healthy flagged | borderline fired | criteria fired (all runs) |",
+             "|---|---:|---:|---:|---|"]
+    for family in dict.fromkeys(j.record["family"] for j in judged):
+        group = [j for j in judged if j.record["family"] == family]
+        cells = []
+        for name in ("poor", "healthy", "borderline"):
+            sub = [j for j in group if j.label == name]
+            cells.append(f"{sum(j.fired for j in sub)}/{len(sub)}")
+        counts = Counter(c for j in group for c in j.criteria)
+        lines.append(f"| {family} | {' | '.join(cells)} | "
+                     f"{' '.join(f'{k}:{v}' for k, v in sorted(counts.items())) or '-'} |")
     return lines
+
+
+def run_table(judged: Sequence[Judged]) -> list[str]:
+    lines = ["| run | label | loss start → end | verdict | act | grad | loss | init | sat |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for j in judged:
+        r = j.record
+        verdict = "error" if j.verdict is None else ("**fired** " + ",".join(j.criteria) if j.fired else "passed")
+        figures = " | ".join(figure(j, c) for c in ("activation_variance", "gradient_spread", "loss_decrease",
+                                                      "initial_loss", "saturation"))
+        lines.append(f"| {r['id']} | {j.label} | {r['losses'][0]:.3g} → {final(r):.3g} | {verdict} | {figures} |")
+    return lines
+
+
+def wrong(judged: Sequence[Judged]) -> list[str]:
+    lines = []
+    for j in judged:
+        if j.label == "borderline" or (j.label == "poor") == j.fired:
+            continue
+        kind = "missed poor start" if j.label == "poor" else "false flag"
+        lines.append(f"- **{j.record['id']}** ({kind}; label: {j.why})")
+        if j.verdict is None:
+            lines.append(f"  - could not analyse: {j.error}")
+            continue
+        for c in j.verdict.criteria:
+            lines.append(f"  - {c.check}: {c.status.value}: {c.reason}")
+    return lines or ["none"]
+
+
+def borderline(judged: Sequence[Judged]) -> list[str]:
+    lines = []
+    for j in judged:
+        if j.label != "borderline":
+            continue
+        said = "could not analyse" if j.verdict is None else (
+            "fired: " + "; ".join(c.reason for c in j.verdict.criteria if c.fired) if j.fired else "passed")
+        lines.append(f"- {j.record['id']} ({j.why}): {said}")
+    return lines or ["none"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--train-steps", type=int, default=150, help="steps per run, the first 10 recorded")
-    parser.add_argument("--activation-inputs-regex", help="instead of the rule's default, .*relu_input")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated, default all")
+    parser.add_argument("--half", choices=("dev", "test", "both"), default="both")
+    parser.add_argument("--runs", action="store_true", help="also print one row per run")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a rule parameter, instead of its default (repeatable)")
     args = parser.parse_args(argv)
-    params = {} if args.activation_inputs_regex is None else {"activation_inputs_regex": args.activation_inputs_regex}
+    torch.set_num_threads(1)
+    params = dict(p.split("=", 1) for p in args.param)
+    families = [f for f in args.families.split(",") if f]
     started = time.monotonic()
-    outcomes = []
-    with tempfile.TemporaryDirectory(prefix="poorinit-accuracy-") as directory:
-        for run in runs(args.seeds):
-            outcomes.append(train(run, Path(directory), args.train_steps, params))
-    print("\n".join(table(outcomes)))
-    print()
-    print("\n".join(totals(outcomes)))
-    wrong = [o for o in outcomes if (o.run.label == "poor") != o.verdict.fired and o.run.label != "borderline"]
-    if wrong:
-        print("\nmissed poor starts and flagged healthy ones:")
-        for outcome in wrong:
-            print("\n".join(details(outcome)))
+    records = cached(args.seeds, families)
+    trained = sum(r["seconds"] for r in records)
+    judging = time.monotonic()
+    halves = ("dev", "test") if args.half == "both" else (args.half,)
+    judged = judge(records, params, halves)
+    for half in halves:
+        group = [j for j in judged if Run(j.record["family"], j.record["init"], j.record["optimiser"],
+                                          j.record["seed"]).half == half]
+        title = "development half (tuned on)" if half == "dev" else "test half (never tuned on)"
+        print(f"\n### {title}: {len(group)} runs\n")
+        print("\n".join(rates(group)))
+        print()
+        print("\n".join(family_table(group)))
+        print(f"\nMissed poor starts and flagged healthy ones ({half}):\n")
+        print("\n".join(wrong(group)))
+        print(f"\nBorderline runs ({half}), in neither rate:\n")
+        print("\n".join(borderline(group)))
+        if args.runs:
+            print()
+            print("\n".join(run_table(group)))
     rule = ", ".join(f"{k}={v}" for k, v in params.items()) or "default rule parameters"
+    labels = Counter(j.label for j in judged)
     print(
-        f"\n{len(outcomes)} runs, {rule}, in {time.monotonic() - started:.0f} s on {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+        f"\n{len(judged)} runs ({', '.join(f'{v} {k}' for k, v in sorted(labels.items()))}), {rule}; "
+        f"training {trained:.0f} s (cached runs included), judging {time.monotonic() - judging:.0f} s, "
+        f"this invocation {time.monotonic() - started:.0f} s; {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"1 torch thread, torch {torch.__version__}"
     )
     return 0
 

@@ -241,6 +241,15 @@ def test_the_module_attribute_decides_what_is_a_weight_layer() -> None:
     assert feeding_weights(_layers("net.2.relu_input"), weights, attrs) == {"net.2.relu_input": "net.0.weight"}
 
 
+def test_functional_calls_take_their_callers_weights_in_turn() -> None:
+    """F.relu(self.fc1(x)), then F.relu(self.fc2(...)) in the root module: names say nothing, order does."""
+    weights = {f"fc{i}.weight": WeightFigures(f"fc{i}.weight", (4, 4), 0.1) for i in (1, 2, 3)}
+    figures = measure_activation([ArrayTensor("x", np.ones((2, 2)))], "relu")
+    layers = [LayerMeasure(name, "relu", order, {"module": ""}, figures)
+              for order, name in enumerate(["call0.relu_input", "call1.relu_input"])]
+    assert feeding_weights(layers, weights, {}) == {"call0.relu_input": "fc1.weight", "call1.relu_input": "fc2.weight"}
+
+
 def test_kind_from_name() -> None:
     assert kind_from_name("net.1.relu_input") == "relu"
     assert kind_from_name("block.leaky_relu_input.2") == "leaky_relu"

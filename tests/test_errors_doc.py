@@ -38,7 +38,8 @@ NOT_TRIGGERED = {
     "internal-error": "needs a bug in poorinit",
     "tensor-chunk-budget": "needs 262,144 written chunks across tensors (minutes to build); tensor-expansion-budget "
     "triggers the same per-file accounting",
-    "interrupted": "needs a SIGINT at the right moment",
+    "scan-out-of-memory": "needs Python's MemoryError inside a trial; worker deaths by SIGKILL are tested in "
+    "tests/test_bad_input_processes.py",
     "config-tomli": "needs Python 3.10 without tomli",
     "scan-no-dask": "needs an environment without Dask",
     "remote-backend": "needs fsspec without s3fs (both are in the 'test' extra)",
@@ -62,6 +63,8 @@ NOT_TRIGGERED = {
     "recording-outside-step": "raised in a training script",
     "recording-no-loss": "raised in a training script",
     "recording-no-gradient": "raised in a training script",
+    "plot-no-matplotlib": "needs an environment without matplotlib: tests/test_plot.py hides it",
+    "plot-format": "raised by the Python API: tests/test_plot.py",
 }
 
 
@@ -262,6 +265,18 @@ def test_the_check_finds_a_message_missing_from_the_doc():
 )
 def test_parameter_and_usage_errors(healthy_trial, error_id, args):
     expect_error(run("analyze", healthy_trial, *args), error_id)
+
+
+@pytest.mark.parametrize(
+    "error_id, args",
+    [
+        ("plot-suffix", ["-o", "plot.jpg"]),
+        ("plot-embed", ["-o", "plot.svg", "--embed"]),
+        ("plot-unwritable", ["-o", "no/such/directory/plot.png"]),
+    ],
+)
+def test_plot_errors(healthy_trial, tmp_path, error_id, args):
+    expect_error(run("plot", healthy_trial, *args, cwd=tmp_path), error_id)
 
 
 def test_parameter_mode_through_the_python_api():

@@ -47,7 +47,8 @@ def test_third_party_check_runs_beside_the_builtins(tmp_path, healthy_trial):
     document = json.loads(result.stdout)
     checks = {c["check"]: c["status"] for c in document["criteria"]}
     assert checks == {"activation_variance": "passed", "gradient_spread": "passed",
-                      "loss_decrease": "passed", "saturation": "not_applicable", "weight_norm": "fired"}
+                      "loss_decrease": "passed", "saturation": "not_applicable", "initial_loss": "not_applicable",
+                      "weight_norm": "fired"}
     assert result.returncode == 1
 
 

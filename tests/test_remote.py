@@ -100,7 +100,7 @@ def test_inspect_an_smdebug_trial_in_s3(s3_env):
 
 
 def test_scan_finds_both_formats_below_a_prefix(s3_env):
-    result = run(s3_env, "scan", "s3://runs/jobs", "--format", "json", "--jobs", "1")
+    result = run(s3_env, "scan", "s3://runs/jobs", "--format", "json", "--jobs", "2")  # a process pool
     assert result.returncode == 1, result.stderr
     rows = {row["trial"]: row["status"] for row in json.loads(result.stdout)["trials"]}
     assert rows == {
@@ -189,3 +189,9 @@ def test_a_dask_cluster_scans_trials_in_s3(s3_env, monkeypatch):
     rows = {row["trial"]: row["status"] for row in json.loads(result.stdout)["trials"]}
     assert rows["s3://runs/jobs/poor"] == "fired" and rows["s3://runs/jobs/good"] == "passed"
     assert len(rows) == 4
+
+
+def test_follow_refuses_a_url_at_once():
+    result = subprocess.run(["poorinit", "analyze", "--follow", "s3://runs/jobs/good", "--timeout", "600"],
+                            capture_output=True, text=True, timeout=60)
+    expect_error(result, "follow-remote", "s3://runs/jobs/good")

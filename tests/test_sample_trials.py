@@ -30,9 +30,10 @@ EXPECTED = {
     "moon-he": (0, set()),
     "probe-he-relu": (0, set()),
     # the three discussed in docs/accuracy.md: tiny is caught (the lab's model recovers, the
-    # start was still poor), saturated tanh by its saturation (and its loss), Xavier + tanh passes
+    # start was still poor), saturated tanh by its saturation (its loss, 11.2 -> 11.6 over
+    # the two windows, no longer fires: the rise is within its batch noise), Xavier + tanh passes
     "moon-tiny": (1, {"activation_variance", "gradient_spread"}),
-    "probe-large-tanh": (1, {"loss_decrease", "saturation"}),
+    "probe-large-tanh": (1, {"saturation"}),
     "probe-xavier-tanh": (0, set()),
 }
 
@@ -76,8 +77,11 @@ def test_the_script_reproduces_the_committed_trials(tmp_path):
         capture_output=True,
         timeout=300,
     )
+    # The committed trials predate the recorder's num_classes attribute: K is given to both.
+    classes = {"moon-large": 2, "probe-he-relu": 4}
     for trial in trials:
-        fresh, committed = poorinit.analyze(tmp_path / trial), poorinit.analyze(SAMPLES / trial)
+        fresh = poorinit.analyze(tmp_path / trial, num_classes=classes[trial])
+        committed = poorinit.analyze(SAMPLES / trial, num_classes=classes[trial])
         for new, old in zip(fresh.criteria, committed.criteria, strict=True):
             assert (new.check, new.status) == (old.check, old.status)
             assert new.figure == (None if old.figure is None else pytest.approx(old.figure, rel=1e-3))

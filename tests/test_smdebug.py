@@ -384,3 +384,14 @@ def test_convert_refuses_a_target_that_holds_files(tmp_path):
 def test_convert_reads_smdebug_trials_only():
     expect_error(run("convert", DATA / "good_poorinit", "/nonexistent/out"), "convert-not-smdebug",
                  DATA / "good_poorinit")
+
+
+def test_follow_refuses_an_smdebug_trial_at_once():
+    expect_error(run("analyze", "--follow", GOOD, "--timeout", "600"), "follow-smdebug", GOOD)
+
+
+def test_scan_finds_smdebug_trials_beside_poorinit_trials():
+    result = run("scan", DATA, "--format", "json", "--jobs", "1")
+    assert result.returncode == 1, result.stderr
+    rows = {Path(row["trial"]).name: row["status"] for row in json.loads(result.stdout)["trials"]}
+    assert rows == {"good": "passed", "good_poorinit": "passed", "poor": "fired", "poor_poorinit": "fired"}

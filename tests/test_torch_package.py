@@ -77,5 +77,8 @@ def test_with_torch_the_package_exports_the_recorder():
         pytest.skip("torch is not installed (extra 'torch')")
     assert result.returncode == 0, result.stderr
     names, where = result.stdout.strip().splitlines()
-    assert names == "['ACTIVATION_KINDS', 'Hook', 'Recorder', 'RecordingError', 'RecordingWarning', 'activation_kind', 'hook']"
+    assert names == (
+        "['ACTIVATION_KINDS', 'Hook', 'Recorder', 'RecordingError', 'RecordingWarning', 'activation_kind', 'hook', "
+        "'preflight']"
+    )
     assert where == "poorinit.torch.recorder PoorinitError"

@@ -15,6 +15,7 @@ import poorinit  # noqa: E402
 from poorinit import format as fmt  # noqa: E402
 from poorinit.torch import Recorder, RecordingError  # noqa: E402
 from poorinit.trial import Trial  # noqa: E402
+from poorinit.writer import TrialWriter  # noqa: E402
 
 
 class Net(nn.Module):
@@ -298,3 +299,64 @@ def test_a_recorded_trial_is_judged_by_the_rule(tmp_path):
     verdict = poorinit.analyze(tmp_path / "t")
     fired = {c.check for c in verdict.criteria if c.fired}
     assert {"activation_variance", "gradient_spread"} <= fired
+
+
+# -- writing on a background thread (issue 13) -----------------------------------
+
+
+def test_steps_are_written_on_a_thread_and_close_waits_for_them(tmp_path):
+    model = Net()
+    rec = Recorder(model, tmp_path / "t", steps=5)
+    writer_thread = rec._background._thread
+    train(model, rec, 5)
+    assert writer_thread.is_alive()  # the files may still be on their way
+    rec.close()
+    assert not writer_thread.is_alive()
+    assert step_numbers(tmp_path / "t") == [0, 1, 2, 3, 4] and Trial(tmp_path / "t").finished
+
+
+def test_an_error_on_the_writer_thread_is_raised_on_the_training_thread(tmp_path):
+    import shutil
+
+    model = Net()
+    rec = Recorder(model, tmp_path / "t", steps=2)
+    shutil.rmtree(tmp_path / "t")  # the disk goes away under the run
+    # Raised at the next step handed over, or at the latest by close(): never lost.
+    with pytest.raises(OSError, match="Unable to synchronously create file"):
+        train(model, rec, 2)
+        rec.close()
+    assert not (tmp_path / "t" / fmt.worker_finished_marker(0)).exists()
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf"])
+def test_compressed_trials_keep_their_checksums_and_values(tmp_path, compression):
+    import h5py
+
+    model = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 2))
+    with Recorder(model, tmp_path / "plain", steps=1) as rec:
+        torch.manual_seed(0)
+        train(model, rec, 1, lr=0.0)
+    with Recorder(model, tmp_path / "packed", steps=1, compression=compression, activation_rows=None) as rec:
+        torch.manual_seed(0)
+        train(model, rec, 1, lr=0.0)
+    (packed,) = Trial(tmp_path / "packed").step_files(0)
+    with h5py.File(packed.path, "r") as f:
+        for name in ("1.relu_input",):  # 16 x 64 float32 = 4 KiB: compact, never compressed
+            assert f["tensors"][name].compression is None
+    plain, compressed = read_step(tmp_path / "plain", 0), read_step(tmp_path / "packed", 0)
+    for name in plain:
+        np.testing.assert_array_equal(plain[name][0], compressed[name][0])
+    with pytest.raises(ValueError, match="compression must be one of"):
+        Recorder(model, tmp_path / "bad", compression="zstd")
+
+
+def test_the_writer_compresses_chunked_datasets_with_fletcher32(tmp_path):
+    import h5py
+
+    big = np.random.default_rng(0).normal(size=(256, 64)).astype(np.float32)  # 64 KiB: chunked
+    with TrialWriter(tmp_path, compression="gzip") as writer:
+        path = writer.write_step(0, activation_inputs={"a.relu_input": big}, losses={"loss": 1.0})
+    with h5py.File(path, "r") as f:
+        dataset = f["tensors/a.relu_input"]
+        assert dataset.compression == "gzip" and dataset.fletcher32
+        np.testing.assert_array_equal(dataset[()], big)

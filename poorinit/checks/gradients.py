@@ -6,6 +6,11 @@ criterion pools every selected gradient value of a step, across tensors and
 workers, and measures the distance between its 5th and 95th percentiles.
 Pooling is deliberate: one tensor may legitimately be near zero (the output
 bias of a balanced classifier is), the gradient signal as a whole may not.
+
+The spread is judged at the first analysed step, the start's own gradients
+(docs/rule.md); later steps are shown. When most values are exactly zero the
+reason says so: that is dead units (a ReLU whose input is never positive
+passes no gradient) or weights no signal reaches, not "one value".
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ class GradientMeasure:
     quietest: str  # the tensor with the smallest standard deviation
     quietest_std: float
     nonfinite_in: str | None
+    zeros: int = 0  # values exactly 0.0
 
 
 class GradientSpreadCheck(Check):
     name = "gradient_spread"
     title = "gradient spread"
-    description = "5th-95th percentile spread of all gradient values at a step"
-    fires_early = True  # the worst step so far can only get worse
+    description = "5th-95th percentile spread of all gradient values at the first step"
+    fires_early = True  # the first step decides; a non-finite gradient later fires too
 
     def selector(self) -> Selector:
         return Selector(fmt.GRADIENTS, self.params.gradient_regex)
@@ -50,7 +56,7 @@ class GradientSpreadCheck(Check):
         nonfinite_in = next((n for n, m in per_tensor.items() if m.nonfinite), None)
         variance = per_tensor[quietest].variance
         std = math.sqrt(variance) if variance >= 0 else math.nan  # NaN (no values, or overflowed) stays NaN
-        return GradientMeasure(spread, quietest, std, nonfinite_in)
+        return GradientMeasure(spread, quietest, std, nonfinite_in, pooled.zeros)
 
     def judge(self, measures: Mapping[int, GradientMeasure]) -> CriterionResult:
         limit = self.params.distribution_range
@@ -60,6 +66,7 @@ class GradientSpreadCheck(Check):
                     Status.FIRED,
                     f"{m.spread.nonfinite} non-finite gradient values at step {step}: gradients exploded",
                     figure=math.nan, limit=limit, relation="<", step=step, tensor=m.nonfinite_in,
+                    direction="explode",
                 )
         usable = {s: m for s, m in sorted(measures.items()) if m.spread.count >= MIN_VALUES}
         if not usable:
@@ -79,20 +86,33 @@ class GradientSpreadCheck(Check):
                     f"the 5th-95th percentile spread of the gradients overflows float64 at step {s}: "
                     "gradients exploded",
                     figure=math.inf, limit=limit, relation="<", step=s, tensor=usable[s].quietest, per_step=per_step,
+                    direction="explode",
                 )
-        step, width = min(per_step, key=lambda item: item[1])
+        step = min(usable)
         m = usable[step]
+        width = m.spread.width
+        later = f"; later steps, shown not judged: down to {min(w for _, w in per_step[1:]):.3g}" \
+            if len(per_step) > 1 else ""
         if width < limit:
-            detail = "every gradient is the same value" if width == 0 else "gradients vanish"
+            share = m.zeros / m.spread.count if m.spread.count else 0.0
+            if share >= 0.5:
+                detail, direction = (
+                    f"{share:.0%} of the gradient values are exactly zero: dead units (ReLUs whose input is never "
+                    "positive pass no gradient) or all-zero weights", "dead")
+            elif width == 0:
+                detail, direction = "every gradient value is the same", "symmetric"
+            else:
+                detail, direction = "gradients vanish (too small an initialisation, or saturated units?)", "collapse"
             return self.result(
                 Status.FIRED,
                 f"{detail}: 5th-95th percentile spread {width:.3g} at step {step} "
                 f"(quietest tensor {m.quietest}, std {m.quietest_std:.3g})",
                 figure=width, limit=limit, relation="<", step=step, tensor=m.quietest, per_step=per_step,
+                direction=direction,
             )
         return self.result(
             Status.PASSED,
-            f"5th-95th percentile spread is at least {width:.3g} over {len(per_step)} steps",
+            f"5th-95th percentile spread {width:.3g} at step {step}{later}",
             figure=width, limit=limit, relation="<", step=step, tensor=m.quietest, per_step=per_step,
         )
 
@@ -108,6 +128,7 @@ class _Pooled:
     def __init__(self, tensors: Mapping[str, Sequence[Tensor]]) -> None:
         self._tensors = tensors
         self.moments: dict[str, Moments] | None = None
+        self.zeros = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         first = self.moments is None
@@ -118,6 +139,7 @@ class _Pooled:
                 for block in tensor.blocks():
                     if first:
                         total = total.merge(Moments.of(block))
+                        self.zeros += int(np.count_nonzero(block == 0))
                     yield block
             per_tensor[name] = total
         if first:

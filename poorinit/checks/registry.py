@@ -19,11 +19,14 @@ from typing import Any
 from .activations import ActivationVarianceCheck
 from .base import Check
 from .gradients import GradientSpreadCheck
+from .initial import InitialLossCheck
 from .loss import LossDecreaseCheck
 from .saturation import SaturationCheck
 
 GROUP = "poorinit.checks"
-BUILTIN: tuple[type[Check], ...] = (ActivationVarianceCheck, GradientSpreadCheck, LossDecreaseCheck, SaturationCheck)
+BUILTIN: tuple[type[Check], ...] = (
+    ActivationVarianceCheck, GradientSpreadCheck, LossDecreaseCheck, SaturationCheck, InitialLossCheck
+)
 
 
 class PluginWarning(UserWarning):

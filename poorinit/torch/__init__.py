@@ -6,6 +6,7 @@ poorinit (reading, judging, reporting) never needs it. Its modules:
 - ``modules``: which modules are activations, which module runs, which produced a tensor;
 - ``functional``: functional activations (``F.relu``) seen through a TorchFunctionMode;
 - ``recorder``: ``Recorder``, the step logic and the writing;
+- ``preflight``: ``preflight``, the rule on one in-memory pass at the current initialisation;
 - ``autohook``: ``hook(model, path)``, recording without changing the loop;
 - ``hf`` and ``lightning``: callbacks for Hugging Face's Trainer and for
   Lightning (imported only when used: they import those libraries).
@@ -29,4 +30,9 @@ from .modules import ACTIVATION_KINDS, activation_kind
 from .autohook import Hook, hook
 from .recorder import Recorder, RecordingError, RecordingWarning
 
-__all__ = ["ACTIVATION_KINDS", "Hook", "Recorder", "RecordingError", "RecordingWarning", "activation_kind", "hook"]
+# The function, not the module: ``poorinit.torch.preflight(model, batch, loss_fn)``
+# (``poorinit.torch.preflight.summary`` stays importable from the module).
+from .preflight import preflight  # noqa: E402  (after the recorder it reuses)
+
+__all__ = ["ACTIVATION_KINDS", "Hook", "Recorder", "RecordingError", "RecordingWarning", "activation_kind", "hook",
+           "preflight"]

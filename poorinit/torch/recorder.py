@@ -24,6 +24,7 @@ from torch import nn
 from .. import format as fmt
 from ..errors import PoorinitError
 from ..writer import TrialWriter
+from .background import BackgroundWriter
 from .functional import FunctionalCapture, negative_slope
 from .modules import ModuleTracker, activation_kind, activation_slope
 
@@ -107,7 +108,9 @@ class Recorder:
     numbers) it writes the input of every activation (modules through hooks,
     functions such as ``F.relu`` through a ``TorchFunctionMode``), every
     parameter's value as the step's forward saw it and its gradient after
-    backward, and the loss. ``activation_rows`` keeps only the first rows
+    backward, and the loss. Files are written on a background thread
+    (``background=False`` writes each in its step), optionally compressed
+    (``compression="gzip"`` or ``"lzf"``). ``activation_rows`` keeps only the first rows
     (samples) of each activation input and ``parameter_stride`` every k-th
     value of each weight and gradient, for small trials; the rule's figures
     then become estimates. ``num_classes`` states K for the initial-loss
@@ -125,6 +128,8 @@ class Recorder:
         activation_rows: int | None = None,
         parameter_stride: int = 1,
         num_classes: int | None = None,
+        compression: str | None = None,
+        background: bool = True,
     ) -> None:
         if activation_rows is not None and activation_rows < 1:
             raise ValueError(f"activation_rows must be >= 1 or None, not {activation_rows}")
@@ -145,7 +150,10 @@ class Recorder:
                 f"{existing} already holds step files; delete it or record into another directory, "
                 "so that two runs are never mixed in one trial"
             )
-        self.writer = TrialWriter(path, mode=mode, worker=worker)
+        self.writer = TrialWriter(path, mode=mode, worker=worker, compression=compression)
+        # On by default: the file (HDF5 encoding, checksums, fsync) is written
+        # on a thread, so a recorded step costs the loop its tensor copies only.
+        self._background = BackgroundWriter(self.writer) if background else None
         self._next = 0
         self._open = False
         self._current: _Step | None = None
@@ -204,10 +212,24 @@ class Recorder:
             current.by_hand[id(tensor)] = weakref.ref(tensor)
             self._add_activation(current, path, kind, tensor, {})
 
+    def flush(self) -> None:
+        """Wait until every recorded step is on disk; raise what failed on the writer thread."""
+        self._drain(restart=True)
+
+    def _drain(self, *, restart: bool) -> None:
+        if self._background is not None:
+            background, self._background = self._background, None
+            try:
+                background.join()
+            finally:
+                if restart:
+                    self._background = BackgroundWriter(self.writer)
+
     def close(self) -> None:
-        """Mark this worker's part of the trial finished (the ``FINISHED_<worker>`` file)."""
+        """Write what is queued, then mark this worker's part of the trial finished (``FINISHED_<worker>``)."""
         if self._open:
             raise RecordingError("close() inside a rec.step() block")
+        self._drain(restart=False)
         self.writer.close()
 
     def __enter__(self) -> Recorder:
@@ -216,9 +238,15 @@ class Recorder:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # A crashed run stays unfinished, so no reader mistakes it for a whole one.
+        # A crashed run stays unfinished, so no reader mistakes it for a whole one;
+        # the steps recorded before the crash are still written.
         if exc_type is None:
             self.close()
+        else:
+            try:
+                self._drain(restart=False)
+            except Exception:
+                pass  # the training loop's exception is the one to see
 
     # -- opening and closing a step (rec.step() and the hook both use these) --
 
@@ -236,7 +264,10 @@ class Recorder:
             raise RecordingError(f"step {number} was already recorded; step numbers must not repeat")
         current = _Step(number)
         current.weights = {
-            name: self._parameter_copy(param, f"parameter {name!r}") for name, param in self.model.named_parameters()
+            name: self._parameter_copy(param, f"parameter {name!r}")
+            for name, param in self.model.named_parameters()
+            # A lazy module's parameter has no values before its first forward.
+            if not isinstance(param, nn.parameter.UninitializedParameter)
         }
         # Hooks are made at each recorded step, so modules added after the
         # recorder was made count, and removed when it ends, so that the steps
@@ -383,7 +414,7 @@ class Recorder:
             (classes,) = current.class_counts
         if classes is not None and classes >= 2:
             root["num_classes"] = classes
-        self.writer.write_step(
+        (self._background or self.writer).write_step(
             step,
             activation_inputs=activations,
             gradients=gradients,

@@ -28,7 +28,21 @@ def test_healthy_gradients_pass():
 def test_all_zero_gradients_fire():
     result = judge(GradientSpreadCheck, [{"g": np.zeros(1000)}] * 3)
     assert result.status is Status.FIRED and result.figure == 0
-    assert "every gradient is the same value" in result.reason
+    assert result.direction == "dead" and "100% of the gradient values are exactly zero" in result.reason
+
+
+def test_identical_nonzero_gradients_are_called_symmetric():
+    result = judge(GradientSpreadCheck, [{"g": np.full(1000, 0.25)}])
+    assert result.status is Status.FIRED and result.direction == "symmetric"
+    assert "every gradient value is the same" in result.reason
+
+
+def test_mostly_zero_gradients_are_described_as_dead_units():
+    # Issue 8, case 6: 96% of values exactly zero, the rest about 0.056.
+    values = np.zeros(1000)
+    values[:40] = 0.056
+    result = judge(GradientSpreadCheck, [{"g": values}])
+    assert result.status is Status.FIRED and "96% of the gradient values are exactly zero: dead units" in result.reason
 
 
 def test_tensors_are_pooled_so_one_quiet_bias_does_not_fire():
@@ -38,10 +52,11 @@ def test_tensors_are_pooled_so_one_quiet_bias_does_not_fire():
     assert result.tensor == "gradient/out.bias"  # still named as the quietest
 
 
-def test_minimum_over_steps_decides():
+def test_the_first_step_decides():
     steps = [{"g": rng.normal(0, 0.1, 500)}, {"g": rng.normal(0, 1e-6, 500)}]
     result = judge(GradientSpreadCheck, steps)
-    assert result.status is Status.FIRED and result.step == 1
+    assert result.status is Status.PASSED and result.step == 0 and "shown not judged" in result.reason
+    assert judge(GradientSpreadCheck, steps[::-1]).status is Status.FIRED
 
 
 def test_too_few_values_is_not_applicable():

@@ -1,0 +1,201 @@
+"""What recording costs a training loop, and what compression costs a reader (issue 13, recording rows).
+
+    python bench/recording.py            # batch 64, 5 alternated runs of 10 steps per side
+    python bench/recording.py --smoke    # tiny: checks the benchmark still works
+
+For a small CNN, a 2-layer transformer encoder and an MLP (batch 64, SGD), it
+times training steps with and without a Recorder (files written on the
+background thread, and written in the step for comparison), as medians of
+alternated runs in this one process. Then it records the same steps plain,
+gzip- and lzf-compressed, and compares the trials' sizes and how long
+``poorinit.analyze`` takes to read each. Rows follow bench/run.py's table;
+bench/run.py can call :func:`rows` and add them to its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import poorinit
+from poorinit.torch import Recorder
+
+Row = tuple[str, str, str, str, bool | None]  # figure, what is compared, measured, target, met
+
+
+def small_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
+    )  # fmt: skip
+
+
+class Transformer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(32, 64)
+        layer = nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x)).mean(dim=1))
+
+
+def mlp() -> nn.Module:
+    widths = (128, 256, 256, 256)
+    return nn.Sequential(*(m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.ReLU())), nn.Linear(256, 10))
+
+
+MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
+    "small CNN (32x32x3)": (small_cnn, (3, 32, 32)),
+    "2-layer transformer (seq 16, width 64)": (Transformer, (16, 32)),
+    "MLP 3x256": (mlp, (128,)),
+}
+
+
+def train(model: nn.Module, shape: tuple[int, ...], batch: int, steps: int, recorder: Recorder | None) -> float:
+    """Seconds for ``steps`` training steps (recorded ones when a recorder is given), files closed included."""
+    generator = torch.Generator().manual_seed(0)
+    data = [(torch.randn(batch, *shape, generator=generator), torch.randint(0, 10, (batch,))) for _ in range(steps)]
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    for x, y in data:
+        if recorder is None:
+            loss = loss_fn(model(x), y)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            continue
+        with recorder.step():
+            loss = loss_fn(model(x), y)
+            optimiser.zero_grad()
+            loss.backward()
+            recorder.loss(loss)
+            optimiser.step()
+    if recorder is not None:
+        recorder.close()  # waits for the writer thread: its work is counted
+    return time.perf_counter() - started
+
+
+def size_of(trial: Path) -> int:
+    return sum(f.stat().st_size for f in trial.rglob("*") if f.is_file())
+
+
+# Issue 13's target: a recorded step costs at most 1.3x an unrecorded one (wall time).
+TARGET = 1.3
+
+
+def rows(smoke: bool = False, tmp: str | os.PathLike[str] | None = None, *, runs: int = 5) -> list[Row]:
+    """The recording rows; bench/run.py calls ``rows(smoke, tmp)`` and adds them to its table."""
+    batch, steps = (8, 2) if smoke else (64, 10)
+    runs = 1 if smoke else runs
+    made = tmp is not None and not Path(tmp).exists()
+    if tmp is not None:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+    try:
+        return _rows(smoke, tmp, runs, batch, steps)
+    finally:
+        if made:
+            Path(tmp).rmdir()  # type: ignore[arg-type]
+
+
+def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int, steps: int) -> list[Row]:
+    found: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="poorinit-bench-recording-", dir=tmp) as directory:
+        root = Path(directory)
+        counter = 0
+
+        def fresh() -> Path:
+            nonlocal counter
+            counter += 1
+            return root / f"t{counter}"
+
+        for label, (make, shape) in MODELS.items():
+            torch.manual_seed(0)
+            model = make()
+            train(model, shape, batch, 1, None)  # warm-up
+            plain, background, inline = [], [], []
+            for _ in range(runs):  # alternated, so that load on the machine hits all sides alike
+                plain.append(train(model, shape, batch, steps, None))
+                background.append(train(model, shape, batch, steps, Recorder(model, fresh(), steps=steps)))
+                inline.append(train(model, shape, batch, steps, Recorder(model, fresh(), steps=steps, background=False)))
+            base = statistics.median(plain) / steps
+            for name, times in (("background writer", background), ("written in the step", inline)):
+                per_step = statistics.median(times) / steps
+                ratio = per_step / base
+                found.append((
+                    "recording",
+                    f"{label}, batch {batch}: a recorded step ({name}, the final wait for the writer included) "
+                    "vs an unrecorded one",
+                    f"{per_step * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({ratio:.1f}x)",
+                    f"<= {TARGET}x" if name == "background writer" else "n/a (for comparison)",
+                    (ratio <= TARGET) if name == "background writer" and not smoke else None,
+                ))  # fmt: skip
+
+        # Size and read cost of compression, on the MLP's trial (its weights are the biggest tensors).
+        make, shape = MODELS["MLP 3x256"]
+        trials: dict[str | None, Path] = {}
+        for compression in (None, "gzip", "lzf"):
+            torch.manual_seed(0)
+            model = make()
+            trials[compression] = fresh()
+            train(model, shape, batch, steps, Recorder(model, trials[compression], steps=steps, compression=compression))
+        reads: dict[str | None, list[float]] = {c: [] for c in trials}
+        for _ in range(max(runs, 3)):
+            for compression, trial in trials.items():
+                started = time.perf_counter()
+                poorinit.analyze(trial, steps=steps)
+                reads[compression].append(time.perf_counter() - started)
+        plain_size, plain_read = size_of(trials[None]), statistics.median(reads[None])
+        for compression in ("gzip", "lzf"):
+            size, read = size_of(trials[compression]), statistics.median(reads[compression])
+            found.append((
+                "trial size",
+                f"MLP trial ({steps} steps) {compression}-compressed vs plain",
+                f"{size / 2**20:.2f} MiB vs {plain_size / 2**20:.2f} MiB ({size / plain_size:.2f}x)",
+                "opt-in compression, size in the table",
+                None,
+            ))  # fmt: skip
+            found.append((
+                "trial size",
+                f"read cost: `poorinit.analyze` of the {compression} trial vs the plain one",
+                f"{read * 1e3:.0f} ms vs {plain_read * 1e3:.0f} ms ({read / plain_read:.2f}x)",
+                "read cost in the table",
+                None,
+            ))  # fmt: skip
+    return found
+
+
+def render(found: list[Row]) -> str:
+    lines = ["| figure | what is compared | measured | target | met |", "|---|---|---|---|---|"]
+    for figure, compared, measured, target, met in found:
+        shown = "n/a" if met is None else "yes" if met else "**no**"
+        lines.append(f"| {figure} | {compared} | {measured} | {target} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="What recording costs (issue 13).")
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs, one run each")
+    parser.add_argument("--runs", type=int, default=5, help="alternated runs per side (default 5)")
+    parser.add_argument("--tmp", help="where to write the trials (default: the system's temporary directory)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # a shared machine: one core, so that runs compare
+    print(render(rows(smoke=args.smoke, runs=args.runs, tmp=args.tmp)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
