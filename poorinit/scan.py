@@ -487,6 +487,13 @@ def check_scheduler_address(address: str) -> None:
         )
 
 
+def analyse_batch(
+    trials: Sequence[tuple[str, str]], params: RuleParams, checks: Sequence[type[Check]] | None = None
+) -> list[TrialResult]:
+    """``analyse_trial`` over (path, shown) pairs, in one Dask task."""
+    return [analyse_trial(path, params, shown, checks) for path, shown in trials]
+
+
 def scan_dask(
     trials: Sequence[str], params: RuleParams, address: str, on_result: OnResult | None = None,
     checks: Sequence[type[Check]] | None = None,
