@@ -9,7 +9,9 @@ Heavy modules (numpy, h5py, rich) are imported inside the commands so that
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +25,8 @@ from .errors import PoorinitError
 from .format import MODES
 
 EXIT_PASSED, EXIT_FIRED, EXIT_ERROR = 0, 1, 2
+# Stopped by a signal: 128 + its number, as a shell reports it (SIGTERM gives 143).
+EXIT_INTERRUPTED = 130
 
 # Every setting option defaults to None, meaning "not given here": the value
 # then comes from the environment, the config file or the built-in default
@@ -642,13 +646,32 @@ def _error(message: str) -> None:
     click.echo(f"poorinit: error: {stderr_line(message.strip())}", err=True)
 
 
+def _on_signal(signum: int, frame: Any) -> None:
+    from .errors import Interrupted, Terminated
+
+    raise Terminated if signum == signal.SIGTERM else Interrupted
+
+
+def _catch_signals() -> dict[int, Any]:
+    """SIGINT and SIGTERM raise here, so that cleanup runs (no orphan worker) and the exit code says which."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {number: signal.signal(number, _on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    from .errors import Interrupted
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     warnings.showwarning = _show_warning
+    previous = _catch_signals()
     try:
         code = cli.main(args=args, prog_name="poorinit", standalone_mode=False)
+    except Interrupted as stop:  # Ctrl-C: 130, SIGTERM: 143, as a shell reports a signal
+        _error("terminated" if stop.exit_code == 143 else "interrupted")
+        return stop.exit_code
     except click.exceptions.Exit as stop:  # --help, --version
         return stop.exit_code
     except click.UsageError as error:
@@ -660,7 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (click.Abort, KeyboardInterrupt):
         _error("interrupted")
-        return EXIT_ERROR
+        return EXIT_INTERRUPTED
     except PoorinitError as error:
         if debug:
             raise
@@ -675,4 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error(f"internal error: {type(error).__name__}: {error} (rerun with --debug and report it)")
         return EXIT_ERROR
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return code if isinstance(code, int) else EXIT_PASSED

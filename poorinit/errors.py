@@ -42,5 +42,21 @@ class ParameterError(PoorinitError):
     """A rule parameter is out of range or malformed (bad regex, steps=0, ...)."""
 
 
+class Interrupted(BaseException):  # noqa: N818 (a signal, like KeyboardInterrupt)
+    """SIGINT (Ctrl-C): stop, stop every worker, exit 130.
+
+    Not a KeyboardInterrupt: click turns that into Abort after printing an
+    empty line, and stderr must hold exactly one line.
+    """
+
+    exit_code = 130
+
+
+class Terminated(Interrupted):
+    """SIGTERM (a CI runner cancelling the job): stop, stop every worker, exit 143."""
+
+    exit_code = 143
+
+
 class NothingToAnalyseError(PoorinitError):
     """No criterion could be evaluated: a CI gate must not pass on missing data."""

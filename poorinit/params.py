@@ -30,6 +30,9 @@ def parse_patterns(value: str | Sequence[str] | None, parameter: str) -> tuple[s
     """
     if value is None:
         return ()
+    if not isinstance(value, (str, list, tuple)) or not all(isinstance(item, str) for item in value):
+        # A dict would pass as its keys, a number would crash: both are mistakes in a config file.
+        raise ParameterError(f"{parameter} must be a regex or a list of regexes, not {_shown(value)}")
     items = value.split(",") if isinstance(value, str) else list(value)
     patterns = tuple(p.strip() for p in items if p and p.strip())
     for pattern in patterns:
@@ -40,20 +43,31 @@ def parse_patterns(value: str | Sequence[str] | None, parameter: str) -> tuple[s
     return patterns
 
 
+def _shown(value: Any) -> str:
+    """A value for a one-line message: its repr, cut (a 400-digit integer stays readable)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+
+
 def _number(value: Any, parameter: str) -> float:
+    # true/false in a config file are not numbers, though Python counts them as 1 and 0.
+    if isinstance(value, bool):
+        raise ParameterError(f"{parameter} must be a number, not {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{parameter} must be a number, not {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(f"{parameter} must be a number, not {_shown(value)}") from None
     if math.isnan(number):
         raise ParameterError(f"{parameter} must be a number, not NaN")
+    if math.isinf(number):
+        raise ParameterError(f"{parameter} must be a finite number, not {number}")
     return number
 
 
 def _whole(value: Any, parameter: str, minimum: int) -> int:
     number = _number(value, parameter)
     if not number.is_integer() or number < minimum:
-        raise ParameterError(f"{parameter} must be a whole number >= {minimum}, not {value!r}")
+        raise ParameterError(f"{parameter} must be a whole number >= {minimum}, not {_shown(value)}")
     return int(number)
 
 
@@ -91,8 +105,8 @@ class RuleParams:
         distribution_range = _number(distribution_range, "distribution_range")
         if distribution_range < 0:
             raise ParameterError(f"distribution_range must be >= 0, not {distribution_range}")
-        if mode not in fmt.MODES:
-            raise ParameterError(f"mode must be one of {', '.join(fmt.MODES)}, not {mode!r}")
+        if not isinstance(mode, str) or mode not in fmt.MODES:
+            raise ParameterError(f"mode must be one of {', '.join(fmt.MODES)}, not {_shown(mode)}")
         return cls(
             activation_inputs_regex=parse_patterns(activation_inputs_regex, "activation_inputs_regex"),
             threshold=threshold,

@@ -9,18 +9,28 @@ enters a directory twice, so a link loop ends the walk instead of looping.
 Analysis goes through :func:`analyse_trial`, which returns a
 :class:`TrialResult` holding a verdict or an error and never raises: one
 damaged trial is one row of the report, not the end of the scan. The same
-function runs in-process (``--jobs 1``), in a process pool (``--jobs N``; h5py
-holds the GIL, so threads would not scale) or on a Dask cluster
+function runs in-process (``--jobs 1``), in worker processes (``--jobs N``;
+h5py holds the GIL, so threads would not scale) or on a Dask cluster
 (``--scheduler``), so the three give identical results.
+
+Every trial has a timeout (:data:`TRIAL_TIMEOUT`). The worker processes are
+poorinit's own rather than a ``ProcessPoolExecutor``, so that one worker lost
+(killed by the out-of-memory killer, or stuck past its trial's timeout) costs
+the trial it held, reported as such, and not the scan; and so that Ctrl-C or
+SIGTERM stop every worker before poorinit exits (no orphan, no tracebacks).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
 from .errors import PoorinitError
@@ -148,30 +158,16 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
     return Discovery(sorted(trials), unreadable)
 
 
-def analyse_trial(
-    path: str, params: RuleParams, shown: str | None = None, checks: Sequence[type[Check]] | None = None
-) -> TrialResult:
-    """Analyse one trial; never raises (a worker must hand every outcome back).
-
-    ``path`` is where the worker reads the trial (absolute, for a cluster whose
-    workers run elsewhere); ``shown`` is how the report names it, and replaces
-    ``path`` in the verdict and in error messages.
-    """
-    from .analysis import evaluate
-    from .sources import open_trial
-
-    shown = path if shown is None else shown
-    started, clock = time.time(), time.perf_counter()
-    try:
-        verdict = evaluate(open_trial(path), params, checks)
-    except PoorinitError as error:
-        return TrialResult(shown, error=" ".join(str(error).replace(path, shown).split()), started=started,
-                           seconds=time.perf_counter() - clock)
-    except Exception as error:  # one trial must not end the scan, whatever happened
-        return TrialResult(shown, error=f"internal error: {type(error).__name__}: {error}".replace(path, shown),
-                           started=started, seconds=time.perf_counter() - clock)
-    return TrialResult(shown, verdict=replace(verdict, trial=shown), started=started,
-                       seconds=time.perf_counter() - clock)
+# Seconds one trial may take before it is reported as timed out and the rest
+# go on (docs/errors.md, scan-trial-timeout). Budgets bound what one step file
+# costs (docs/format.md); this bounds what a trial of many steps, a slow file
+# system or a stuck read can cost a CI job.
+TRIAL_TIMEOUT = 600.0
+# A worker that does not answer this long after its trial's timeout (stuck in
+# C code that no signal interrupts) is killed.
+KILL_GRACE = 10.0
+# Seconds to wait for a Dask scheduler to answer before giving up.
+CONNECT_TIMEOUT = 10.0
 
 
 OnResult = Callable[[TrialResult], None]
@@ -179,55 +175,316 @@ OnResult = Callable[[TrialResult], None]
 # Trials per worker task at most (see scan_local).
 BATCH_MAX = 16
 
+# Seconds one trial may take before it is reported as timed out and the rest
+# go on (docs/errors.md, scan-trial-timeout). Budgets bound what one step file
+# costs (docs/format.md); this bounds what a trial of many steps, a slow file
+# system or a stuck read can cost a CI job.
+TRIAL_TIMEOUT = 600.0
+# A worker that does not answer this long after its trial's timeout (stuck in
+# C code that no signal interrupts) is killed.
+KILL_GRACE = 10.0
+# Seconds to wait for a Dask scheduler to answer before giving up.
+CONNECT_TIMEOUT = 10.0
+
+
+class TrialTimeout(Exception):  # noqa: N818 (raised by the alarm, caught in analyse_trial)
+    """The trial took longer than its timeout."""
+
+
+class Terminated(BaseException):  # noqa: N818 (a signal, like KeyboardInterrupt)
+    """SIGTERM arrived: stop, clean up (no orphan worker), exit 143."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise TrialTimeout
+
+
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise TrialTimeout in this thread after ``seconds`` (main thread on POSIX only; else no limit).
+
+    A signal interrupts Python code and the reads between blocks; a single
+    call into C that never returns is the worker killer's job (scan_local).
+    """
+    usable = (
+        seconds is not None and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def analyse_trial(
+    path: str, params: RuleParams, shown: str | None = None, checks: Sequence[type[Check]] | None = None,
+    timeout: float | None = None,
+) -> TrialResult:
+    """Analyse one trial; never raises (a worker must hand every outcome back).
+
+    ``path`` is where the worker reads the trial (absolute, for a cluster whose
+    workers run elsewhere); ``shown`` is how the report names it, and replaces
+    ``path`` in the verdict and in error messages. After ``timeout`` seconds
+    the trial is reported as timed out.
+    """
+    from .analysis import evaluate
+    from .sources import open_trial
+
+    shown = path if shown is None else shown
+    started, clock = time.time(), time.perf_counter()
+
+    def failed(error: str) -> TrialResult:
+        return TrialResult(shown, error=error, started=started, seconds=time.perf_counter() - clock)
+
+    try:
+        with _time_limit(timeout):
+            verdict = evaluate(open_trial(path), params, checks)
+    except TrialTimeout:
+        return failed(_timed_out(shown, timeout or 0.0))
+    except PoorinitError as error:
+        return failed(" ".join(str(error).replace(path, shown).split()))
+    except MemoryError:
+        return failed(f"{shown}: ran out of memory while analysing it; analyse it alone, with more memory, "
+                      "or with fewer --steps")
+    except Exception as error:  # one trial must not end the scan, whatever happened
+        return failed(f"internal error: {type(error).__name__}: {error}".replace(path, shown))
+    return TrialResult(shown, verdict=replace(verdict, trial=shown), started=started,
+                       seconds=time.perf_counter() - clock)
+
+
+def _timed_out(shown: str, timeout: float) -> str:
+    return (f"{shown}: not analysed within the per-trial timeout of {timeout:g} s; the other trials go on "
+            "(raise the timeout, or analyse it alone with poorinit analyze)")
+
+
+def _worker_died(shown: str, exitcode: int | None) -> str:
+    how = (f"was killed by signal {-exitcode}" if exitcode is not None and exitcode < 0
+           else f"exited with code {exitcode}")
+    hint = " (SIGKILL: out of memory?)" if exitcode == -signal.SIGKILL else ""
+    return f"{shown}: the worker process analysing it {how}{hint}; the other trials go on"
+
 
 def scan_local(
     trials: Sequence[str], params: RuleParams, jobs: int, on_result: OnResult | None = None,
-    checks: Sequence[type[Check]] | None = None,
+    checks: Sequence[type[Check]] | None = None, timeout: float | None = TRIAL_TIMEOUT,
 ) -> list[TrialResult]:
-    """Analyse ``trials`` here: in-process for one job, else in a pool of ``jobs`` processes."""
-    results = []
+    """Analyse ``trials`` here: in-process for one job, else in ``jobs`` worker processes.
+
+    Each trial gets ``timeout`` seconds. A worker that dies (the OOM killer)
+    or hangs past the timeout is killed and replaced: the trial it held is
+    reported as failed, the rest of its batch goes to another worker.
+    Ctrl-C or SIGTERM kill every worker before the exception propagates, so
+    no process outlives the scan.
+    """
+    results: list[TrialResult] = []
     if jobs <= 1 or len(trials) <= 1:
         for shown in trials:
-            result = analyse_trial(_absolute(shown), params, shown, checks)
+            result = analyse_trial(_absolute(shown), params, shown, checks, timeout)
             results.append(result)
             if on_result:
                 on_result(result)
         return results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn, not fork: the parent may run a progress thread, and forking a
-    # threaded process can deadlock; spawn behaves the same on every platform.
-    context = multiprocessing.get_context("spawn")
-    # Trials go to the workers in batches: one future (and one pickled round
-    # trip) per small trial costs more than analysing it. Batches stay small
-    # enough that every worker keeps busy to the end and progress moves.
+    # Trials go to the workers in batches: one round trip per small trial costs
+    # more than analysing it. Batches stay small enough that every worker keeps
+    # busy to the end and progress moves. Absolute paths are made here, where
+    # the user's working directory is.
     size = max(1, min(BATCH_MAX, len(trials) // (jobs * 8)))
-    batches = [trials[i : i + size] for i in range(0, len(trials), size)]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=context) as pool:
-        # Absolute paths are made here, where the user's working directory is.
-        futures = [
-            pool.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks)
-            for batch in batches
-        ]
-        try:
-            for future in as_completed(futures):
-                for result in future.result():
-                    results.append(result)
-                    if on_result:
-                        on_result(result)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    pairs = [(_absolute(shown), shown) for shown in trials]
+    batches = deque(pairs[i : i + size] for i in range(0, len(pairs), size))
+
+    def deliver(result: TrialResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    with _Pool(min(jobs, len(batches)), params, checks, timeout) as pool:
+        pool.run(batches, deliver)
     return results
 
 
-def analyse_batch(
-    trials: Sequence[tuple[str, str]], params: RuleParams, checks: Sequence[type[Check]] | None = None
-) -> list[TrialResult]:
-    """``analyse_trial`` over (path, shown) pairs, in one worker task."""
-    return [analyse_trial(path, params, shown, checks) for path, shown in trials]
+class _Worker:
+    """One spawned worker process and the batch it holds."""
+
+    def __init__(self, context: Any, params: RuleParams, checks: Sequence[type[Check]] | None,
+                 timeout: float | None) -> None:
+        task_reader, self._tasks = context.Pipe(duplex=False)
+        self.results, result_writer = context.Pipe(duplex=False)
+        self.process = context.Process(target=_worker_main,
+                                       args=(task_reader, result_writer, params, checks, timeout), daemon=True)
+        self.process.start()
+        task_reader.close()  # the child's ends
+        result_writer.close()
+        self.batch: list[tuple[str, str]] = []
+        self.started = 0.0
+
+    def give(self, batch: list[tuple[str, str]]) -> bool:
+        """Hand over a batch; False if the worker is already gone (killed while idle)."""
+        self.batch = list(batch)
+        self.started = time.monotonic()
+        try:
+            self._tasks.send(batch)
+        except OSError:
+            return False
+        return True
+
+    def stop(self, kill: bool = False) -> None:
+        with suppress(OSError):
+            self._tasks.close()  # an idle worker ends at this EOF
+        if kill and self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        with suppress(OSError):
+            self.results.close()
+
+
+def _worker_main(tasks: Any, results: Any, params: RuleParams, checks: Sequence[type[Check]] | None,
+                 timeout: float | None) -> None:
+    """A scan worker: analyse each batch received, answer one result per trial; end at EOF."""
+    # Ctrl-C reaches the whole process group: the parent handles it and stops
+    # the workers, which must not print tracebacks of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            batch = tasks.recv()
+        except (EOFError, OSError):
+            return
+        for path, shown in batch:
+            try:
+                results.send(analyse_trial(path, params, shown, checks, timeout))
+            except (BrokenPipeError, OSError):
+                return
+
+
+class _Pool:
+    """Worker processes fed batches; results come back one trial at a time."""
+
+    def __init__(self, jobs: int, params: RuleParams, checks: Sequence[type[Check]] | None,
+                 timeout: float | None) -> None:
+        import multiprocessing
+
+        # spawn, not fork: the parent may run a progress thread, and forking a
+        # threaded process can deadlock; spawn behaves the same on every platform.
+        self._context = multiprocessing.get_context("spawn")
+        self._params = params
+        self._checks = checks
+        self._timeout = timeout
+        self._jobs = jobs
+        self._workers: list[_Worker] = []
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Always: after an interrupt every worker is stopped before the scan ends.
+        interrupted = exc[0] is not None
+        for worker in self._workers:
+            worker.stop(kill=interrupted)
+        self._workers.clear()
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self._context, self._params, self._checks, self._timeout)
+        self._workers.append(worker)
+        return worker
+
+    def run(self, batches: deque[list[tuple[str, str]]], deliver: Callable[[TrialResult], None]) -> None:
+        from multiprocessing.connection import wait
+
+        idle = [self._spawn() for _ in range(self._jobs)]
+        busy: list[_Worker] = []
+        while batches or busy:
+            while idle and batches:
+                worker = idle.pop()
+                batch = batches.popleft()
+                if not worker.give(batch):  # it died while idle: nothing was lost, replace it
+                    batches.appendleft(batch)
+                    self._workers.remove(worker)
+                    worker.stop(kill=True)
+                    idle.append(self._spawn())
+                    continue
+                busy.append(worker)
+            deadline = None
+            if self._timeout is not None:
+                deadline = min(w.started for w in busy) + self._timeout + KILL_GRACE
+            ready = wait([w.results for w in busy] + [w.process.sentinel for w in busy],
+                         timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            for worker in list(busy):
+                lost = None
+                if worker.results in ready or worker.process.sentinel in ready:
+                    try:
+                        while worker.results.poll():
+                            result = worker.results.recv()
+                            worker.batch.pop(0)
+                            worker.started = time.monotonic()
+                            deliver(result)
+                    except (EOFError, OSError):
+                        pass
+                    if not worker.batch:
+                        busy.remove(worker)
+                        idle.append(worker)
+                        continue
+                    if not worker.process.is_alive():
+                        lost = _worker_died(worker.batch[0][1], worker.process.exitcode)
+                elif self._timeout is not None and time.monotonic() - worker.started > self._timeout + KILL_GRACE:
+                    lost = _timed_out(worker.batch[0][1], self._timeout)
+                if lost is None:
+                    continue
+                # The worker is dead or stuck: the trial it held failed, the rest of its batch goes on.
+                held, rest = worker.batch[0], worker.batch[1:]
+                busy.remove(worker)
+                self._workers.remove(worker)
+                worker.stop(kill=True)
+                deliver(TrialResult(held[1], error=lost))
+                if rest:
+                    batches.appendleft(rest)
+                idle.append(self._spawn())
+
+
+# Schemes a scan can reach a Dask scheduler over (inproc:// only works inside one process).
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_scheduler_address(address: str) -> None:
+    """Refuse a malformed scheduler address before any connection is tried.
+
+    Dask would otherwise retry for its own 30-60 s and print a traceback from
+    ``Client.__del__``.
+    """
+    scheme, _, location = address.partition("://") if "://" in address else ("tcp", "", address)
+    problem = None
+    if scheme not in SCHEDULER_SCHEMES:
+        problem = f"unknown scheme {scheme!r} (use {', '.join(s + '://' for s in SCHEDULER_SCHEMES)})"
+    else:
+        host, port = location, ""
+        if location.startswith("["):
+            closing = location.find("]")
+            host, port = (location, "") if closing < 0 else (location[: closing + 1], location[closing + 1 :])
+            if closing < 0:
+                problem = "an IPv6 address without its closing ']'"
+            port = port[1:] if port.startswith(":") else ("" if not port else "?")
+        elif ":" in location:
+            host, port = location.rsplit(":", 1)
+        if problem is None and (not host or "/" in host or " " in host):
+            problem = "no host name"
+        elif problem is None and not (port.isdigit() and 0 < int(port) < 65536):
+            problem = "no port number (1-65535)" if not port else f"port {port!r} is not a number from 1 to 65535"
+    if problem is not None:
+        raise PoorinitError(
+            f"--scheduler {address!r} is not a Dask scheduler address: {problem}; pass it as tcp://HOST:PORT "
+            "(the address the scheduler prints when it starts)"
+        )
 
 
 def scan_dask(
@@ -237,8 +494,10 @@ def scan_dask(
     """Analyse ``trials`` on the Dask cluster whose scheduler listens at ``address``.
 
     The workers read the trials by absolute path, so they must see the same
-    file system (shared storage) as this machine.
+    file system (shared storage) as this machine. The address is checked
+    first, and the scheduler must answer within :data:`CONNECT_TIMEOUT`.
     """
+    check_scheduler_address(address)
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -250,9 +509,11 @@ def scan_dask(
     # The client logs connection chatter on stderr; our stderr is for one-line errors.
     logging.getLogger("distributed").setLevel(logging.ERROR)
     try:
-        client = Client(address, set_as_default=False)
-    except (OSError, TimeoutError) as error:
-        raise PoorinitError(f"cannot reach the Dask scheduler at {address} ({error})") from None
+        client = Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise PoorinitError(
+            f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT:g} s ({error})"
+        ) from None
     results = []
     try:
         # Absolute paths are made here: a worker's working directory is its own.

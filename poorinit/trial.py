@@ -493,6 +493,12 @@ class StepReader:
     a parent group; virtual datasets and external storage refuse the tensor.
     """
 
+    # Defaults for readers that open their file otherwise (a subclass reading an
+    # object store has no descriptor): no fstat check, no budget of file size.
+    _fd: int = -1
+    _names: list[tuple[str, tuple[str, ...]]] | None = None
+    budget: _Budget | None = None
+
     def __init__(self, step_file: fmt.StepFile) -> None:
         import h5py
 
@@ -528,6 +534,8 @@ class StepReader:
         before the file was opened, or that rewrites within the clock's
         resolution, cannot (docs/format.md, "What a reader can detect").
         """
+        if self._fd < 0:
+            return  # not a local file: nothing to fstat
         try:
             now = os.fstat(self._fd)
         except OSError as error:

@@ -574,10 +574,12 @@ class Judged:
         return [SHORT.get(c.check, c.check) for c in self.verdict.criteria if c.fired]
 
 
-def judge(records: Sequence[dict[str, Any]], params: dict[str, Any]) -> list[Judged]:
-    labels = label(records)
+def judge(records: Sequence[dict[str, Any]], params: dict[str, Any], halves: Sequence[str]) -> list[Judged]:
+    labels = label(records)  # from every run: the best init of a family may sit in either half
     judged = []
     for r in records:
+        if Run(r["family"], r["init"], r["optimiser"], r["seed"]).half not in halves:
+            continue
         name, why = labels[r["id"]]
         try:
             verdict = poorinit.analyze(CACHE / "trials" / r["id"], **params)
@@ -676,8 +678,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = cached(args.seeds, families)
     trained = sum(r["seconds"] for r in records)
     judging = time.monotonic()
-    judged = judge(records, params)
     halves = ("dev", "test") if args.half == "both" else (args.half,)
+    judged = judge(records, params, halves)
     for half in halves:
         group = [j for j in judged if Run(j.record["family"], j.record["init"], j.record["optimiser"],
                                           j.record["seed"]).half == half]

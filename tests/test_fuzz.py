@@ -1,8 +1,11 @@
-"""Fuzzing: damaged step files give a clear answer, never a wrong verdict.
+"""Fuzzing: damaged or grown step files give a clear answer, never a wrong verdict.
 
 Hypothesis writes a valid trial, damages one step file (truncates it, flips
 bytes, drops a required attribute, rewrites a tensor with a dtype the format
-does not hold) and runs ``poorinit analyze`` in a real subprocess. The answer
+does not hold) or grows it (groups that hard-link the next one twice, maybe
+closing a cycle; groups nested up to twice the depth budget; a tensor
+rewritten with other chunks, compressed or not) and runs ``poorinit
+analyze`` in a real subprocess. The answer
 must be exit 0, 1 or 2 without a traceback; exit 2 must be one line naming the
 file; and exit 0 or 1 must be exactly the verdict of the undamaged trial, so
 damage that reached data the rule needed can never pass as a verdict.
@@ -26,6 +29,7 @@ from hypothesis import strategies as st
 from poorinit import PoorinitError, TrialWriter, analyze
 from poorinit.format import REQUIRED_ATTRS, step_file_name
 from poorinit.report.json import document
+from poorinit.trial import MAX_DEPTH
 
 EXAMPLES = int(os.environ.get("POORINIT_FUZZ_EXAMPLES", "40"))
 # The bounded CI run is the same every time; a long run explores afresh.
@@ -70,6 +74,16 @@ damages = st.one_of(
         st.sampled_from(sorted(BAD_DTYPES)),
         st.sampled_from(["net.0.relu_input", "gradient/net.1.weight", "loss", "net.0.weight"]),
     ),
+    # Growth: what is added is selected by no criterion, so the verdict must
+    # not change; a cycle or a depth past the budget must be refused.
+    st.tuples(st.just("fan"), st.integers(1, 40), st.booleans()),
+    st.tuples(st.just("nest"), st.integers(1, 2 * MAX_DEPTH)),
+    st.tuples(
+        st.just("rechunk"),
+        st.sampled_from(["net.0.relu_input", "gradient/net.1.weight", "net.1.relu_input"]),
+        st.integers(1, 64),
+        st.booleans(),
+    ),
 )
 
 
@@ -112,6 +126,36 @@ def damage(path: Path, how: tuple) -> None:
     elif kind == "drop":
         with h5py.File(path, "a", libver="v110") as f:
             del f.attrs[how[1]]
+    elif kind == "fan":
+        # Groups each hard-linking the next twice: 2^depth paths to one leaf.
+        _, depth, cycle = how
+        with h5py.File(path, "a", libver="v110") as f:
+            groups = [f["tensors"].create_group(f"grown{i}") for i in range(depth + 1)]
+            for upper, lower in zip(groups, groups[1:]):
+                upper["left"] = lower
+                upper["right"] = lower
+            groups[-1].create_dataset("pad", data=np.zeros(3))
+            if cycle:
+                groups[-1]["back"] = groups[0]
+    elif kind == "nest":
+        with h5py.File(path, "a", libver="v110") as f:
+            group = f["tensors"]
+            for _ in range(how[1]):
+                group = group.create_group("n")
+            group.create_dataset("pad", data=np.zeros(3))
+    elif kind == "rechunk":
+        # The same values in other chunks, maybe gzip-compressed: the same verdict.
+        _, name, chunk, gzip = how
+        with h5py.File(path, "a", libver="v110") as f:
+            old = f["tensors"][name]
+            data, collections = old[()], old.attrs.get("collections")
+            if data.ndim == 0:
+                return
+            del f["tensors"][name]
+            chunks = (min(chunk, data.shape[0]), *data.shape[1:])
+            new = f["tensors"].create_dataset(name, data=data, chunks=chunks, fletcher32=True,
+                                              compression="gzip" if gzip else None)
+            new.attrs["collections"] = collections
     else:
         _, dtype, name = how
         with h5py.File(path, "a", libver="v110") as f:

@@ -449,3 +449,18 @@ def test_a_step_without_activation_inputs_warns_once(tmp_path):
         "'Functional activations')"
     ]
     assert Trial(tmp_path / "t").steps() == [0, 1, 2]
+
+
+def test_the_metadata_round_trips_through_poorinits_reader(tmp_path):
+    """What the recorder writes, the rule reads: Tensor.attrs and the step reader's attrs (contract 2)."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.LeakyReLU(0.1), nn.Linear(8, 3))
+    torch.manual_seed(0)
+    record(model, tmp_path / "t", torch.randn(4, 8), loss_fn=F.cross_entropy, targets=torch.randint(0, 3, (4,)))
+    trial = Trial(tmp_path / "t")
+    (step_file,) = trial.step_files(0)
+    with trial.open(step_file) as reader:
+        assert reader.attrs["num_classes"] == 3
+        relu = reader.tensor("2.leaky_relu_input").attrs
+        assert relu == {"activation": "leaky_relu", "order": 0, "module": "2", "after": "LayerNorm",
+                        "negative_slope": pytest.approx(0.1)}  # fmt: skip
+        assert reader.tensor("gradient/0.weight").attrs == {"module": "Linear"}

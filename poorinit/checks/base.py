@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
+from ..errors import ParameterError
 from ..params import RuleParams
 from ..trial import Tensor
 
@@ -26,6 +27,31 @@ class Status(str, Enum):
     FIRED = "fired"
     PASSED = "passed"
     NOT_APPLICABLE = "not_applicable"
+
+
+# Seconds one regex may take to match one tensor name.
+REGEX_SECONDS = 1.0
+
+
+def _bounded(pattern: str) -> Any:
+    """The pattern compiled by the ``regex`` package, whose matching takes a
+    timeout (Python's ``re`` cannot be interrupted), with ``re``'s syntax."""
+    try:
+        import regex
+    except ImportError:  # an environment installed before the dependency was added: unbounded, as before
+        return _Unbounded(re.compile(pattern))
+    try:
+        return regex.compile(pattern, flags=regex.VERSION0)
+    except regex.error:  # the few patterns only re accepts: matched by re, without a bound
+        return _Unbounded(re.compile(pattern))
+
+
+class _Unbounded:
+    def __init__(self, compiled: re.Pattern[str]) -> None:
+        self._compiled = compiled
+
+    def match(self, name: str, timeout: float | None = None) -> Any:
+        return self._compiled.match(name)
 
 
 @dataclass(frozen=True)
@@ -43,12 +69,27 @@ class Selector:
     label: str = ""  # how reports name the selection, when the regexes say it badly
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_compiled", tuple(re.compile(p) for p in self.patterns))
+        object.__setattr__(self, "_compiled", tuple(_bounded(p) for p in self.patterns))
+
+    def _name_matches(self, name: str) -> bool:
+        # A tensor name comes from the file: with a regex like (a+)+$ a long
+        # name would backtrack for ever, so each match has a time limit.
+        for pattern, compiled in zip(self.patterns, self._compiled, strict=True):  # type: ignore[attr-defined]
+            try:
+                if compiled.match(name, timeout=REGEX_SECONDS):
+                    return True
+            except TimeoutError:
+                shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
+                raise ParameterError(
+                    f"regex {pattern!r} takes more than {REGEX_SECONDS:g} s to match the tensor name {shown!r} "
+                    "(catastrophic backtracking, as with nested quantifiers like (a+)+); simplify the regex"
+                ) from None
+        return False
 
     def matches(self, name: str, collections: Sequence[str]) -> bool:
         if not self.patterns:
             return self.collection in collections
-        if not any(p.match(name) for p in self._compiled):  # type: ignore[attr-defined]
+        if not self._name_matches(name):
             return False
         return not collections or self.collection in collections
 
@@ -58,7 +99,7 @@ class Selector:
             self.patterns
             and collections
             and self.collection not in collections
-            and any(p.match(name) for p in self._compiled)  # type: ignore[attr-defined]
+            and self._name_matches(name)
         )
 
     def describe(self) -> str:
