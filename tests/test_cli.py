@@ -65,7 +65,8 @@ def test_json_is_the_only_thing_on_stdout(vanishing_trial):
     document = json.loads(result.stdout)
     assert result.returncode == 1 == document["exit_code"]
     assert document["schema"] == "poorinit.verdict" and document["schema_version"] == 1
-    assert [c["status"] for c in document["criteria"]] == ["fired"] * 3 + ["not_applicable"]
+    fired = {c["check"] for c in document["criteria"] if c["status"] == "fired"}
+    assert {"activation_variance", "gradient_spread"} <= fired
 
 
 def test_debug_shows_the_traceback(tmp_path):

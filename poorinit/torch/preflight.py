@@ -207,9 +207,10 @@ def preflight(
             parameter.grad = None  # the pass's gradients alone, not ones left from before
         model.train()
         # The recorder is made on a scratch directory that is deleted at once:
-        # its writer is replaced by memory before any step, so nothing is written.
+        # its writer is replaced by memory before any step, so nothing is written
+        # (background=False: the step goes to that writer, not to a writer thread).
         with tempfile.TemporaryDirectory(prefix="poorinit-preflight-") as scratch:
-            recorder = Recorder(model, scratch, steps=1)
+            recorder = Recorder(model, scratch, steps=1, background=False)
         recorder.writer = writer  # type: ignore[assignment]
         with recorder.step():
             output = model(inputs)
