@@ -238,6 +238,11 @@ class Analysis:
             elif selector.collection == fmt.ACTIVATION_INPUTS and fmt.ACTIVATION_INPUTS not in self._collections:
                 # Say what was missing at the source, not only that a regex found nothing.
                 reason += ": no activation input was recorded (no tensor of collection 'activation_inputs')"
+            elif check.optional_subject and selector.collection in self._collections:
+                reason = (f"the network has no {selector.describe()} to judge: the recorded "
+                          f"{selector.collection} are of other kinds")
+                results.append(check.result(Status.NOT_APPLICABLE, reason, absent=True))
+                continue
             results.append(check.result(Status.NOT_APPLICABLE, reason))
         return results
 

@@ -300,7 +300,8 @@ def _gate(results: list[Any], strict: bool, exit_zero: bool) -> int:
         if r.verdict.fired:
             codes.append(EXIT_FIRED)
             continue
-        missing = [c.title for c in r.verdict.criteria if c.status is Status.NOT_APPLICABLE]
+        # A criterion whose layers the network does not have (absent) is no blind spot.
+        missing = [c.title for c in r.verdict.criteria if c.status is Status.NOT_APPLICABLE and not c.absent]
         if strict and (missing or r.verdict.warnings):
             parts = []
             if missing:

@@ -53,6 +53,8 @@ def criterion_document(c: CriterionResult) -> dict[str, Any]:
         "reason": c.reason,
         "per_step": [[step, number(value)] for step, value in c.per_step],
         "remedy": c.remedy,
+        "direction": c.direction,
+        "absent": c.absent,
     }
 
 

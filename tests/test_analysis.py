@@ -111,3 +111,21 @@ def test_a_criterion_missing_data_at_some_steps_is_warned(tmp_path):
         del f["tensors/loss"]
     verdict = analyze(trial)
     assert "loss decrease: no tensor matched collection 'losses' at steps 4" in verdict.warnings
+
+
+def test_saturation_on_a_relu_network_is_absent_not_blind(healthy_trial, tmp_path):
+    """A network without bounded activations has nothing to saturate: a fact, not a blind spot.
+
+    Without any activation input recorded, the same criterion could not look, and says so.
+    """
+    relu = {c.check: c for c in analyze(healthy_trial).criteria}
+    assert relu["saturation"].absent and "has no tanh, sigmoid" in relu["saturation"].reason
+    assert not relu["initial_loss"].absent  # it could not look: K is unknown
+
+    rng = np.random.default_rng(0)
+    with TrialWriter(tmp_path / "no-activations") as writer:
+        for step in range(10):
+            writer.write_step(step, gradients={"gradient/w": rng.normal(0, 0.1, 200)}, losses={"loss": 2.0 - 0.1 * step})
+    blind = {c.check: c for c in analyze(tmp_path / "no-activations").criteria}
+    assert blind["saturation"].status is Status.NOT_APPLICABLE and not blind["saturation"].absent
+    assert "no activation input was recorded" in blind["saturation"].reason

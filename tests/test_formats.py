@@ -110,7 +110,7 @@ def test_github_annotations_follow_the_workflow_command_grammar(runs):
     assert [m[1] for m in commands] == ["warning"] + ["notice"] * (len(not_applicable) + 1)
     notices = {unescape(m[3]): unescape(m[4]) for m in commands[1:-1]}
     assert set(notices) == {f"poorinit: {c['title']} not applicable" for c in not_applicable}
-    assert "no tensor matched" in notices["poorinit: activation saturation not applicable"]
+    assert "has no tanh, sigmoid" in notices["poorinit: activation saturation not applicable"]
 
 
 def markdown_table(text):

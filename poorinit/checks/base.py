@@ -136,6 +136,10 @@ class CriterionResult:
     # What to change, for a fired criterion (poorinit/remedy.py); set by the analysis, not the check.
     remedy: str | None = None
     direction: str = ""
+    # Not applicable because the network has nothing this criterion judges (saturation on a
+    # network without bounded activations): a fact about the network, not a blind spot, so
+    # --strict does not fail on it. A criterion that could not look leaves this False.
+    absent: bool = False
 
     @property
     def fired(self) -> bool:
@@ -154,6 +158,10 @@ class Check(ABC):
     title: ClassVar[str]
     description: ClassVar[str] = ""
     fires_early: ClassVar[bool] = False
+    # The layers this check judges may legitimately be missing from a network (saturation:
+    # ReLU networks have no bounded activation). When other tensors of its collection were
+    # recorded but none matched, it is "absent", not "could not look".
+    optional_subject: ClassVar[bool] = False
 
     def __init__(self, params: RuleParams) -> None:
         self.params = params

@@ -46,6 +46,7 @@ class SaturationCheck(Check):
     title = "activation saturation"
     description = "largest share of a bounded activation's inputs (tanh, sigmoid, ...) in its flat tails"
     fires_early = True  # the worst step so far can only get worse
+    optional_subject = True  # a ReLU network has nothing to saturate
 
     def selector(self) -> Selector:
         return Selector(fmt.ACTIVATION_INPUTS, (PATTERN,), label="tanh, sigmoid or other bounded activation inputs")
