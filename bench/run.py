@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(CASES), help=f"comma-separated cases of {', '.join(CASES)}")
     parser.add_argument("--runs", type=int, help="runs per side (default: 5, 1 with --smoke)")
     parser.add_argument("--tmp", help="where to build the trials (default: the system's temporary directory)")
+    parser.add_argument("--scan-trials", type=int, help="trials the scan cases walk (default: 2,000, 20 with --smoke)")
     parser.add_argument("--baseline", help=f"git revision the scan is compared with (default {BASELINE_REVISION[:12]})")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -432,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     if args.runs:
         sizes = Sizes(**{**sizes.__dict__, "runs": args.runs, "big_runs": args.runs, "scan_runs": args.runs})
+    if args.scan_trials:
+        sizes = Sizes(**{**sizes.__dict__, "scan_trials": args.scan_trials})
     # Installed packages have their bytecode cached; a sandbox that forbids
     # writing it would make every run compile poorinit again, a cost no user pays.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

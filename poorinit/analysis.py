@@ -22,7 +22,7 @@ from .checks.registry import load_checks
 from .errors import NothingToAnalyseError
 from .params import RuleParams
 from .rule import Verdict, conclude
-from .trial import Tensor
+from .trial import Tensor, Trial
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
@@ -339,14 +339,15 @@ def analysis_threads(trial: TrialReader, params: RuleParams, steps: Sequence[int
     copy of numpy in memory."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = min(cores, MAX_THREADS, len(steps))
-    if workers < 2:
+    if workers < 2 or not isinstance(trial, Trial):
+        # Other readers (SageMaker Debugger's format, remote stores) read on one thread.
         return 1
     total = 0
     for step in steps:
         for step_file in trial.step_files(step, params.mode):
             try:
-                total += step_file.path.stat().st_size
-            except OSError:
+                total += os.stat(step_file.path).st_size
+            except (OSError, TypeError, ValueError):
                 continue  # reported when the step is opened
             except AttributeError:
                 continue  # a URL (poorinit.remote): read in order, one request at a time

@@ -487,6 +487,13 @@ def check_scheduler_address(address: str) -> None:
         )
 
 
+def analyse_batch(
+    trials: Sequence[tuple[str, str]], params: RuleParams, checks: Sequence[type[Check]] | None = None
+) -> list[TrialResult]:
+    """``analyse_trial`` over (path, shown) pairs, in one Dask task."""
+    return [analyse_trial(path, params, shown, checks) for path, shown in trials]
+
+
 def scan_dask(
     trials: Sequence[str], params: RuleParams, address: str, on_result: OnResult | None = None,
     checks: Sequence[type[Check]] | None = None,
@@ -516,19 +523,27 @@ def scan_dask(
         ) from None
     results = []
     try:
+        # Batches, as scan_local sends them: one task per small trial costs the
+        # scheduler more than the trial costs the worker.
+        workers = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()) or 1
+        size = max(1, min(BATCH_MAX, len(trials) // (workers * 8)))
+        batches = [trials[i : i + size] for i in range(0, len(trials), size)]
         # Absolute paths are made here: a worker's working directory is its own.
         futures = {
-            client.submit(analyse_trial, _absolute(shown), params, shown, checks, pure=False): shown
-            for shown in trials
+            client.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks,
+                          pure=False): batch
+            for batch in batches
         }
         for future in as_completed(futures, loop=client.loop):
             try:
-                result = future.result()
+                batch_results = future.result()
             except Exception as error:  # the worker died, or could not import poorinit
-                result = TrialResult(futures[future], error=f"the Dask worker failed: {type(error).__name__}: {error}")
-            results.append(result)
-            if on_result:
-                on_result(result)
+                failure = f"the Dask worker failed: {type(error).__name__}: {error}"
+                batch_results = [TrialResult(shown, error=failure) for shown in futures[future]]
+            for result in batch_results:
+                results.append(result)
+                if on_result:
+                    on_result(result)
     finally:
         client.close()
     return results

@@ -10,15 +10,14 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
-
 from .. import escape
 from ..checks.base import CriterionResult, Status
 from ..rule import Verdict
 
 if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
     from ..scan import TrialResult
 
 STYLES = {Status.FIRED: "bold red", Status.PASSED: "green", Status.NOT_APPLICABLE: "yellow"}
@@ -40,6 +39,10 @@ def limit(c: CriterionResult) -> str:
 
 
 def verdict_line(verdict: Verdict) -> Text:
+    # rich is imported here, not at the top: the other reports use this module's
+    # helpers, and a JSON report must not pay for rich.
+    from rich.text import Text
+
     evaluated = [c for c in verdict.criteria if c.status is not Status.NOT_APPLICABLE]
     fired = [c.title for c in verdict.criteria if c.fired]
     if fired:
@@ -61,6 +64,10 @@ def verdict_line(verdict: Verdict) -> Text:
 
 def renderable(verdict: Verdict, show_warnings: bool = True) -> Group:
     """The table, the reasons, the warnings (unless the caller prints them on stderr) and the verdict line."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     span = f"steps {verdict.steps[0]}-{verdict.steps[-1]}" if verdict.steps else "no steps"
     title = escape.rich_text(f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}",
                              style="italic")
@@ -103,6 +110,8 @@ SCAN_LABELS = {"fired": "FIRED", "passed": "passed", "error": "error"}
 
 def scan_line(results: Sequence[TrialResult]) -> Text:
     """The scan's summary line (all that ``--quiet`` prints)."""
+    from rich.text import Text
+
     from ..scan import summary_line
 
     head, rest = summary_line(results).split(":", 1)
@@ -121,6 +130,10 @@ def _detail(result: TrialResult) -> str:
 
 
 def scan_renderable(results: Sequence[TrialResult]) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     title = Text(f"PoorWeightInitialization · scan of {len(results)} trials, worst first", style="italic")
     table = Table()
     table.add_column("trial", overflow="fold")
