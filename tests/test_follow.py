@@ -95,7 +95,7 @@ def test_a_poor_start_fires_at_once_while_training_goes_on(tmp_path):
     assert still_training and len(verdict["steps"]) < 10
     statuses = {c["check"]: c["status"] for c in verdict["criteria"]}
     assert statuses == {"activation_variance": "fired", "gradient_spread": "fired", "loss_decrease": "not_applicable",
-                        "saturation": "not_applicable"}
+                        "saturation": "not_applicable", "initial_loss": "not_applicable"}
     assert any("followed live" in w for w in verdict["warnings"])
 
 
