@@ -24,6 +24,11 @@ import numpy as np
 STEP_FILE = re.compile(r"^(\d+)_train_0\.h5$")
 
 
+def depth_key(name: str) -> list[object]:
+    """Natural order of layer names ('net.10' after 'net.2'), as the rule orders layers without `order`."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def collections(dataset: h5py.Dataset) -> list[str]:
     raw = dataset.attrs.get("collections")
     values = [] if raw is None else [raw] if isinstance(raw, (str, bytes)) else list(np.asarray(raw).reshape(-1))
@@ -55,8 +60,17 @@ def step_figures(path: str, activation: re.Pattern[str]) -> dict[str, object]:
                 losses[name] = float(np.asarray(dataset[()]).reshape(-1)[0])
     figures: dict[str, object] = {"losses": losses}
     if len(variances) >= 2:
-        largest, smallest = max(variances.values()), min(variances.values())
-        figures["activation_ratio"] = largest / smallest if smallest else float("inf")
+        # The rule's figure (docs/rule.md): the per-layer factor exp(|slope|) of the
+        # least-squares line through log-variance in depth order (largest/smallest for two).
+        ordered = [variances[n] for n in sorted(variances, key=depth_key)]
+        if min(ordered) == 0:
+            figures["activation_ratio"] = float("inf")
+        elif len(ordered) == 2:
+            figures["activation_ratio"] = max(ordered) / min(ordered)
+        else:
+            logs = np.log(np.array(ordered))
+            positions = np.arange(len(logs)) - (len(logs) - 1) / 2
+            figures["activation_ratio"] = float(np.exp(abs(positions @ (logs - logs.mean()) / (positions @ positions))))
     if gradients:
         pooled = np.concatenate(gradients, dtype=np.float64)
         finite = np.isfinite(pooled)
