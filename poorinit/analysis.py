@@ -130,7 +130,7 @@ class Analysis:
                 if chosen:
                     measures[index] = check.measure(step, chosen)
             if self._diagnosis is not None:
-                known = next((measures.get(i, {}) for i, c in enumerate(self.checks)
+                known: dict[str, Any] = next((measures.get(i, {}) for i, c in enumerate(self.checks)
                               if c.name == "activation_variance"), {})
                 self._diagnosis.take_variances(step, listings, known)
             # A file rewritten in place while it was read was read half old, half new.

@@ -611,8 +611,7 @@ def with_remedies(
             text = remedy(c.check, _evidence(direction, None, diagnosis, majority))
         elif c.check == "loss_decrease":
             diverged = c.figure is not None and math.isinf(c.figure)
-            direction = primary if primary is not None else None
-            text = remedy(c.check, _evidence(direction, None, diagnosis, majority), diverged=diverged)
+            text = remedy(c.check, _evidence(primary, None, diagnosis, majority), diverged=diverged)
         else:
             text = remedy(c.check, _evidence(primary, None, diagnosis, majority))
         out.append(replace(c, remedy=text) if text else c)

@@ -213,6 +213,7 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
     if not usable:
         yield
         return
+    assert seconds is not None  # usable says so
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:

@@ -20,7 +20,7 @@ URL) is read through fsspec (:mod:`poorinit.remote`), in either format.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -35,6 +35,10 @@ class StepReader(Protocol):
     """One open step of one worker."""
 
     step_file: fmt.StepFile
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The step file's root attributes as plain values (num_classes, ...); empty when it has none."""
+        ...
 
     def tensor_names(self) -> list[tuple[str, tuple[str, ...]]]:
         """(name, poorinit collections) of every tensor, in the writer's order."""

@@ -463,7 +463,7 @@ class _Census:
 
     def drop(self) -> None:
         """Stop keeping blocks (the source is read again), and give the arena back."""
-        if self.kept is not None and not self.widened:
+        if self.kept is not None and not self.widened and self.width is not None:
             for kept in self.kept:
                 self._histogram(_finite_view(kept, self.width)[0])
         self.kept = None
@@ -488,7 +488,7 @@ def _raw_prefixes(x: np.ndarray) -> np.ndarray:
 def _keys(x: np.ndarray) -> np.ndarray:
     """Unsigned keys that sort as the values do (-0.0 just below +0.0)."""
     width = _width_of(x.dtype)
-    bits = x.view(width.uint)
+    bits: np.ndarray = x.view(width.uint)
     negative = (bits >> width.uint(width.bits - 1)).astype(bool)
     return np.where(negative, ~bits, bits | width.uint(width.sign))
 

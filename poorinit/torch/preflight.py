@@ -97,7 +97,7 @@ class _MemoryWriter:
             entries[name] = (np.asarray(value), tuple(collections), {})
         for name, values in (attrs or {}).items():
             if name in entries:
-                array, collections, _ = entries[name]
+                array, collections = entries[name][:2]
                 entries[name] = (array, collections, dict(values))
         self.steps[step] = _MemoryReader(entries, root_attrs or {})
         return _SOURCE
