@@ -56,7 +56,9 @@ def test_junit_analyze_has_a_case_per_criterion_and_failures_carry_figure_and_li
         assert float(properties[f"{name}.limit"]) == criterion["limit"]
         assert properties[f"{name}.status"] == "fired"
         assert f"fires when {criterion['relation']}" in failure.get("message")
-        assert failure.text == criterion["reason"]
+        # The reason, then what to change (issue 11): a CI log shows the remedy beside the failure.
+        expected = criterion["reason"] + (f" Remedy: {criterion['remedy']}" if criterion["remedy"] else "")
+        assert failure.text == expected
 
 
 def test_junit_scan_has_a_suite_per_trial_and_an_error_for_the_unreadable_one(runs):
@@ -94,6 +96,9 @@ def test_github_annotations_follow_the_workflow_command_grammar(runs):
     assert len(fired) >= 2
     assert all(unescape(m[2]).startswith(str(runs / "vanishing")) for m in fired)
     assert any(unescape(m[2]).endswith("_train_0.h5") for m in fired)
+    remedies = {f"poorinit: {c['title']} fired": c["remedy"] for c in vanishing["criteria"] if c["status"] == "fired"}
+    assert all(unescape(m[4]).endswith(f" Remedy: {remedies[unescape(m[3])]}") for m in fired if remedies[unescape(m[3])])
+    assert any(remedies.values())
     # Errors first, then warnings; no notice for a not-applicable criterion unless --verbose.
     assert [kind for kind, _ in kinds] == sorted((kind for kind, _ in kinds[:-1]), key=["error", "warning"].index) + [
         "notice"]

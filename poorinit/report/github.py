@@ -58,6 +58,8 @@ def _verdict_lines(verdict: Verdict, verbose: bool) -> tuple[list[str], list[str
     for c in verdict.criteria:
         if c.status is Status.FIRED:
             message = f"{verdict.trial}: {failure_message(c)}: {c.reason}"
+            if c.remedy:
+                message += f" Remedy: {c.remedy}"
             errors.append(command("error", f"poorinit: {c.title} fired", message, culprit_file(verdict, c)))
         elif c.status is Status.NOT_APPLICABLE and verbose:
             notices.append(command("notice", f"poorinit: {c.title} not applicable", f"{verdict.trial}: {c.reason}",

@@ -86,7 +86,8 @@ def _verdict_suite(parent: ET.Element, result: TrialResult, verdict: Verdict) ->
         case = ET.SubElement(suite, "testcase", name=text(c.title), classname=text(verdict.trial), time="0")
         if c.status is Status.FIRED:
             failures += 1
-            ET.SubElement(case, "failure", message=text(failure_message(c)), type="fired").text = text(c.reason)
+            detail = f"{c.reason} Remedy: {c.remedy}" if c.remedy else c.reason
+            ET.SubElement(case, "failure", message=text(failure_message(c)), type="fired").text = text(detail)
         elif c.status is Status.NOT_APPLICABLE:
             skipped += 1
             ET.SubElement(case, "skipped", message=text(c.reason))
