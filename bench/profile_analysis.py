@@ -15,7 +15,6 @@ import argparse
 import cProfile
 import pstats
 
-
 PARTS = (
     ("reading raw chunks (h5py read_direct_chunk)", "trial.py", "_raw_blocks"),
     ("verifying fletcher32 checksums (numpy)", "checksum.py", "fletcher32_matches"),

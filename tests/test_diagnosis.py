@@ -18,13 +18,13 @@ import pytest
 from poorinit import ArrayTensor, RuleParams, analyze
 from poorinit.diagnosis import (
     LayerMeasure,
+    StepMeasure,
     WeightFigures,
     build,
     fans,
     feeding_weights,
     measure_activation,
     measure_weight,
-    StepMeasure,
 )
 from poorinit.remedy import kind_from_name
 

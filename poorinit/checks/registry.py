@@ -10,9 +10,9 @@ installed.
 from __future__ import annotations
 
 import functools
-import warnings
 import os
 import sys
+import warnings
 from collections.abc import Iterable
 from typing import Any
 

@@ -19,7 +19,6 @@ count: the schema has none there.
 from __future__ import annotations
 
 import datetime
-import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence

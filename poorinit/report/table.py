@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
     from ..scan import TrialResult
 
 STYLES = {Status.FIRED: "bold red", Status.PASSED: "green", Status.NOT_APPLICABLE: "yellow"}

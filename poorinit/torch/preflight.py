@@ -23,9 +23,9 @@ criteria judge the step as they would judge the first step of a trial.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np

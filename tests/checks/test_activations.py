@@ -2,9 +2,8 @@
 
 import math
 
-import pytest
-
 import numpy as np
+import pytest
 
 from poorinit.checks.activations import ActivationVarianceCheck, depth_key
 from poorinit.checks.base import Status
