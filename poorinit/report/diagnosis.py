@@ -11,19 +11,15 @@ import math
 from typing import Any
 
 from ..diagnosis import Diagnosis, LayerRow, describe_mark
+from .table import figure
 
 COLUMNS = ("layer", "kind", "std", "x prev", "zero %", "dead %", "saturated %", "gradient std", "weight",
            "weight std", "vs He", "vs Glorot", "mark")
 
 
-def _g(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}g}"
+def _g(value: float | None) -> str:
+    """Three significant digits: the diagnosis table has thirteen columns to fit."""
+    return figure(value, 3)
 
 
 def _percent(value: float | None) -> str:

@@ -25,14 +25,15 @@ STYLES = {Status.FIRED: "bold red", Status.PASSED: "green", Status.NOT_APPLICABL
 LABELS = {Status.FIRED: "FIRED", Status.PASSED: "passed", Status.NOT_APPLICABLE: "n/a"}
 
 
-def figure(value: float | None) -> str:
+def figure(value: float | None, digits: int = 4) -> str:
+    """A figure as reports print it: '-' for none, nan/inf spelt out, else ``digits`` significant digits."""
     if value is None:
         return "-"
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return f"{value:.4g}"
+    return f"{value:.{digits}g}"
 
 
 def limit(c: CriterionResult) -> str:
