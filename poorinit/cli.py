@@ -21,7 +21,7 @@ import click
 from . import __version__
 from .config import FORMATS as FORMAT_NAMES
 from .config import SETTINGS
-from .errors import PoorinitError
+from .errors import OutOfMemoryError, PoorinitError, memory_exhausted
 from .format import MODES
 
 EXIT_PASSED, EXIT_FIRED, EXIT_ERROR = 0, 1, 2
@@ -821,6 +821,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # never a traceback for users, never exit 0
         if debug:
             raise
+        reason = memory_exhausted(error)
+        if reason is not None:  # not a bug, nor damage: one line that says so
+            _error(str(OutOfMemoryError(reason)))
+            return EXIT_ERROR
         _error(f"internal error: {type(error).__name__}: {error} (rerun with --debug and report it)")
         return EXIT_ERROR
     finally:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
-from .errors import PoorinitError
+from .errors import PoorinitError, memory_exhausted
 
 if TYPE_CHECKING:
     from .checks.base import Check
@@ -250,10 +250,10 @@ def analyse_trial(
         return failed(_timed_out(shown, timeout or 0.0))
     except PoorinitError as error:
         return failed(" ".join(str(error).replace(path, shown).split()))
-    except MemoryError:
-        return failed(f"{shown}: ran out of memory while analysing it; analyse it alone, with more memory, "
-                      "or with fewer --steps")
     except Exception as error:  # one trial must not end the scan, whatever happened
+        if memory_exhausted(error) is not None:
+            return failed(f"{shown}: ran out of memory while analysing it; analyse it alone, with more memory, "
+                          "or with fewer --steps")
         return failed(f"internal error: {type(error).__name__}: {error}".replace(path, shown))
     return TrialResult(shown, verdict=replace(verdict, trial=shown), started=started,
                        seconds=time.perf_counter() - clock)
