@@ -49,6 +49,7 @@ RUN_OPTIONS: dict[str, dict[str, Any]] = {
     "scheduler": {"metavar": "ADDRESS"},
     "timeout": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
     "poll_interval": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
+    "trial_timeout": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
 }
 GATE_OPTIONS: dict[str, dict[str, Any]] = {
     "select": {"metavar": "NAME[,NAME]"},
@@ -589,7 +590,7 @@ def plot(trial: str, output: str, fmt: str, embed: bool, config_file: str | None
 @statistics_option
 @color_option
 @config_option
-@setting_options("jobs", "scheduler")
+@setting_options("jobs", "scheduler", "trial_timeout")
 @debug_option
 def scan(roots: tuple[str, ...], fmt: tuple[str, ...], outputs: tuple[str, ...], append: bool, quiet: bool,
          verbose: bool, statistics: bool, color: str, config_file: str | None, debug: bool, **values: Any) -> int:
@@ -633,11 +634,12 @@ def scan(roots: tuple[str, ...], fmt: tuple[str, ...], outputs: tuple[str, ...],
                 advance()
 
             scheduler = settings.value("scheduler")
+            trial_timeout = settings.value("trial_timeout")
             if scheduler is not None:
-                results = scan_dask(found.trials, params, scheduler, on_result, checks)
+                results = scan_dask(found.trials, params, scheduler, on_result, checks, trial_timeout)
             else:
                 jobs = settings.value("jobs") or os.cpu_count() or 1
-                results = scan_local(found.trials, params, jobs, on_result, checks)
+                results = scan_local(found.trials, params, jobs, on_result, checks, trial_timeout)
     finally:
         if stream is not None:
             stream.close()
@@ -678,7 +680,7 @@ class _progress:
 
 @cli.command("config")
 @rule_options
-@setting_options("jobs", "scheduler", "timeout", "poll_interval")
+@setting_options("jobs", "scheduler", "trial_timeout", "timeout", "poll_interval")
 @gate_options
 @config_option
 @click.option("--format", "output_format", type=click.Choice(["toml", "json"]), default="toml", show_default=True,
