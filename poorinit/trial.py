@@ -83,7 +83,7 @@ def _reading(method: BlockReader) -> BlockReader:
 
     @functools.wraps(method)
     def blocks(self: DatasetTensor) -> Iterator[np.ndarray]:
-        with _translated(Path(self.source), self.name):
+        with _translated(_where(self.source), self.name):
             yield from method(self)
 
     return blocks
@@ -192,7 +192,7 @@ class DatasetTensor:
     def attrs(self) -> Mapping[str, Any]:
         """Read on first use only: the checks that never look pay nothing."""
         if self._attrs is None:
-            with _translated(Path(self.source), self.name):
+            with _translated(_where(self.source), self.name):
                 self._attrs = _plain_attrs(self._dataset.attrs, skip=(fmt.COLLECTIONS_ATTR,))
         return self._attrs
 
@@ -206,7 +206,7 @@ class DatasetTensor:
         (allocated late or chunk by chunk: _check_storage counts what is stored)."""
         import h5py
 
-        with _translated(Path(self.source), self.name):
+        with _translated(_where(self.source), self.name):
             plist = self._dataset.id.get_create_plist()
             early = plist.get_layout() == h5py.h5d.COMPACT or plist.get_alloc_time() == h5py.h5d.ALLOC_TIME_EARLY
             if not early:
@@ -461,8 +461,18 @@ def _h5_reason(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def _where(source: str) -> Path | str:
+    """A tensor's file for messages: a local Path, or an object-store URL kept as typed."""
+    return source if "://" in source else Path(source)
+
+
+def _replaced(error: BaseException) -> bool:
+    """Whether the store says the object changed since it was opened (s3fs's FileExpired: If-Match failed)."""
+    return any(cls.__name__ == "FileExpired" for cls in type(error).__mro__)
+
+
 @contextmanager
-def _translated(path: Path, tensor: str | None = None) -> Iterator[None]:
+def _translated(path: Path | str, tensor: str | None = None) -> Iterator[None]:
     """Re-raise what h5py raises on damaged metadata as an error naming the file (and tensor)."""
     try:
         yield
@@ -471,9 +481,19 @@ def _translated(path: Path, tensor: str | None = None) -> Iterator[None]:
     except H5_ERRORS as error:
         if _memory_failure(error):  # HDF5's own allocation failed: memory ran out, the file may be fine
             raise _out_of_memory(path, tensor, _h5_reason(error)) from None
+        if _replaced(error) or _replaced(error.__context__ or error):
+            raise StepFileError(path, REPLACED_WHILE_READ) from error
         if tensor is not None:
             raise TensorError(path, tensor, f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
         raise StepFileError(path, f"is damaged ({_h5_reason(error)}); restore it or rerun the step") from error
+
+
+# An object store's object replaced between two reads of it (remote step files are read by ranges,
+# each asking for the object first seen): refused, never read half old, half new.
+REPLACED_WHILE_READ = (
+    "was replaced in the store while it was read (its ETag or version changed): a writer uploaded it again; "
+    "rerun once the writer is done"
+)
 
 
 # How HDF5 and the C library say an allocation failed (h5py passes their words on in an OSError).
