@@ -568,3 +568,35 @@ def test_the_metadata_round_trips_through_poorinits_reader(tmp_path):
         assert relu == {"activation": "leaky_relu", "order": 0, "module": "2", "after": "LayerNorm",
                         "negative_slope": pytest.approx(0.1)}  # fmt: skip
         assert reader.tensor("gradient/0.weight").attrs == {"module": "Linear"}
+
+
+class HandWrittenBlock(nn.Module):
+    """Pre-LN attention then MLP, as GPT-style code writes it: torch.softmax and F.gelu called by the block."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
+        x = x + self.proj(torch.softmax(q @ k.transpose(1, 2) / 4.0, dim=-1) @ v)
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+def test_the_diagnosis_keeps_the_softmax_out_of_the_depth_chain(tmp_path):
+    """A softmax row has no "x prev" and takes no weight; the GELU after it still gets its fc1."""
+    torch.manual_seed(0)
+    model = nn.Sequential(HandWrittenBlock(), HandWrittenBlock())
+    for p in model.parameters():
+        if p.ndim == 2:
+            nn.init.normal_(p, 0.0, 1.0)  # large: the attention saturates
+    record(model, tmp_path / "t", torch.randn(8, 6, 16))
+    verdict = poorinit.analyze(tmp_path / "t", explain=True)
+    rows = {row.name: row for row in verdict.diagnosis.rows}
+    softmax, gelu = rows["0.softmax_input"], rows["0.gelu_input"]
+    assert softmax.weight is None and softmax.variance_ratio is None
+    assert softmax.saturated_share > 0.5 and softmax.mark == "saturated"
+    assert gelu.weight is not None and gelu.weight.name == "0.fc1.weight"
+    assert rows["1.gelu_input"].variance_ratio is not None  # against 0.gelu_input, not 1.softmax_input

@@ -73,7 +73,7 @@ class SaturationCheck(Check):
             kind = _kind(name)
             saturated = total = 0
             for tensor in per_worker:
-                counted = _softmax_rows(tensor) if kind == "softmax" else _elements(tensor, BOUNDS[kind])
+                counted = softmax_rows(tensor) if kind == "softmax" else _elements(tensor, BOUNDS[kind])
                 saturated += counted[0]
                 total += counted[1]
             shares[name] = Share(saturated, total)
@@ -130,7 +130,7 @@ def _elements(tensor: Tensor, bound: float) -> tuple[int, int]:
     return saturated, total
 
 
-def _softmax_rows(tensor: Tensor) -> tuple[int, int]:
+def softmax_rows(tensor: Tensor) -> tuple[int, int]:
     """(rows whose largest probability exceeds SOFTMAX_BOUND, rows) of a softmax input, axis last.
 
     Blocks are flat and need not end on a row boundary, so a partial row is

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from poorinit.checks.base import Selector, Status
-from poorinit.checks.saturation import BOUNDS, SOFTMAX_BOUND, SaturationCheck, _softmax_rows
+from poorinit.checks.saturation import BOUNDS, SOFTMAX_BOUND, SaturationCheck, softmax_rows
 
 from .helpers import judge
 
@@ -88,19 +88,19 @@ class Blocks:
 @pytest.mark.parametrize("block", [1, 3, 7, 8, 1000])
 def test_rows_split_across_blocks_are_counted_whole(block):
     values = rng.normal(0, 6, (50, 8))
-    assert _softmax_rows(Blocks(values, block)) == _softmax_rows(Blocks(values, values.size))
+    assert softmax_rows(Blocks(values, block)) == softmax_rows(Blocks(values, values.size))
     largest = np.exp(values - values.max(1, keepdims=True))
     expected = int(np.count_nonzero(1 / largest.sum(1) > SOFTMAX_BOUND))
-    assert _softmax_rows(Blocks(values, block)) == (expected, 50)
+    assert softmax_rows(Blocks(values, block)) == (expected, 50)
 
 
 def test_masked_positions_are_no_choice_and_a_row_with_one_choice_is_not_counted():
     causal = np.triu(np.full((6, 6), -np.inf), 1) + rng.normal(0, 0.3, (6, 6))
-    assert _softmax_rows(Blocks(causal, 36)) == (0, 5)  # the first row has one position only
+    assert softmax_rows(Blocks(causal, 36)) == (0, 5)  # the first row has one position only
     filled = np.where(np.isinf(causal), np.finfo(np.float32).min, causal)  # Hugging Face's mask fill
-    assert _softmax_rows(Blocks(filled, 36)) == (0, 5)
+    assert softmax_rows(Blocks(filled, 36)) == (0, 5)
 
 
 def test_a_softmax_row_holding_nan_or_inf_counts_as_saturated():
     rows = np.array([[0.0, np.nan], [np.inf, 0.0], [0.0, 0.0]])
-    assert _softmax_rows(Blocks(rows, 6)) == (2, 3)
+    assert softmax_rows(Blocks(rows, 6)) == (2, 3)
