@@ -19,7 +19,7 @@ from . import format as fmt
 from .checks.activations import depth_key
 from .checks.base import Check, CriterionResult, Selector, Status
 from .checks.registry import load_checks
-from .errors import NothingToAnalyseError
+from .errors import NothingToAnalyseError, OutOfMemoryError, memory_reason
 from .params import RuleParams
 from .rule import Verdict, conclude
 from .trial import Tensor, Trial
@@ -139,6 +139,8 @@ class Analysis:
                 check_unchanged = getattr(reader, "check_unchanged", None)
                 if check_unchanged is not None:
                     check_unchanged()
+        except MemoryError as error:  # in a check's arithmetic, between reads: the step is known, the file not
+            raise OutOfMemoryError(memory_reason(error), f"{self.trial.path}: step {step}", "analysing it") from None
         finally:
             for reader in readers:
                 reader.close()
@@ -323,8 +325,16 @@ def evaluate(
         for step in steps:
             analysis.add_step(step)
     else:
-        for measured in _measured_in_parallel(analysis, steps, workers):
-            analysis.record(measured)
+        try:
+            for measured in _measured_in_parallel(analysis, steps, workers):
+                analysis.record(measured)
+        except RuntimeError as error:
+            # No second thread to be had (its stack is address space: ulimit -v): one thread does it all.
+            if "can't start new thread" not in str(error):
+                raise
+            for step in steps:
+                if step not in analysis.steps:
+                    analysis.add_step(step)
     return analysis.verdict()
 
 

@@ -21,7 +21,7 @@ import click
 from . import __version__
 from .config import FORMATS as FORMAT_NAMES
 from .config import SETTINGS
-from .errors import PoorinitError
+from .errors import OutOfMemoryError, PoorinitError, memory_exhausted
 from .format import MODES
 
 EXIT_PASSED, EXIT_FIRED, EXIT_ERROR = 0, 1, 2
@@ -49,6 +49,7 @@ RUN_OPTIONS: dict[str, dict[str, Any]] = {
     "scheduler": {"metavar": "ADDRESS"},
     "timeout": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
     "poll_interval": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
+    "trial_timeout": {"type": click.FloatRange(min=0, min_open=True), "metavar": "SECONDS"},
 }
 GATE_OPTIONS: dict[str, dict[str, Any]] = {
     "select": {"metavar": "NAME[,NAME]"},
@@ -138,33 +139,159 @@ def _checks(settings: Any) -> list[Any] | None:
 
 
 class Report:
-    """Where a report goes: stdout, or a FILE opened at the first write.
+    """Where a report goes: stdout, or a FILE, which holds a whole report or nothing new.
 
-    Opened only when there is something to write, so a trial that cannot be
-    analysed leaves no file behind. ``append`` keeps what the file held: a
-    GitHub step summary collects the reports of every step of a job.
+    A file is touched only when there is something to write, so a trial that
+    cannot be analysed leaves no file behind. A report replacing a regular
+    file is written to a temporary file beside it and renamed over it once
+    complete: a full disk or a signal mid-write leaves the old file (or none),
+    never half a report. Appending (``--append``, and always for
+    $GITHUB_STEP_SUMMARY, which collects the reports of every step of a job)
+    and streaming (JSON lines, written as each trial ends) write to the file
+    itself, one whole chunk at a time: a chunk that does not fit is cut off
+    again, so the file keeps only whole chunks. Devices, pipes and other
+    files that are not regular are written directly (there is nothing to
+    rename over a FIFO or /dev/stdout).
     """
 
-    def __init__(self, path: str | None, append: bool = False) -> None:
+    def __init__(self, path: str | None, append: bool = False, streamed: bool = False) -> None:
         self.path = path
         self.append = append or (path is not None and _is_step_summary(path))
-        self._file: Any = None
+        self.streamed = streamed
+        self._fd = -1
+        self._temporary: str | None = None  # the file renamed over path on close()
+        self._direct = False
 
     def write(self, text: str) -> None:
+        """Write ``text`` whole, or raise PoorinitError leaving the file as it was before this call."""
         if self.path is None:
             click.echo(text, nl=False)
             return
+        data = text.encode("utf-8", "surrogateescape")
+        if self._fd < 0:
+            self._open()
+        self._write_chunk(data)
+
+    def _open(self) -> None:
+        import os
+        import stat
+        import tempfile
+
+        assert self.path is not None
         try:
-            if self._file is None:
-                self._file = open(self.path, "a" if self.append else "w", encoding="utf-8")  # noqa: SIM115
-            self._file.write(text)
-            self._file.flush()
+            info: os.stat_result | None = os.stat(self.path)
+        except OSError:
+            info = None
+        regular = info is None or stat.S_ISREG(info.st_mode)
+        try:
+            if self.append or self.streamed or not regular:
+                flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                flags |= os.O_APPEND if self.append else (os.O_TRUNC if regular else 0)
+                self._fd = os.open(self.path, flags, 0o666)
+                self._direct = True
+                return
+            # Beside the target (the real file, through any symbolic link), so that rename() replaces it at once.
+            target = os.path.realpath(self.path)
+            directory, name = os.path.split(target)
+            try:
+                self._fd, self._temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp",
+                                                             dir=directory or ".")
+            except PermissionError:
+                if info is None or not os.access(target, os.W_OK):
+                    raise
+                # A writable file in a directory this user may not write to: in place, as open() would.
+                self._fd = os.open(target, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
+                self._direct = True
+                return
+            # mkstemp creates 0600; a report gets what open() would give it (or the mode of the file it replaces).
+            mode = stat.S_IMODE(info.st_mode) if info is not None else 0o666 & ~_umask()
+            os.fchmod(self._fd, mode)
         except OSError as error:
-            raise PoorinitError(f"{self.path}: cannot write the report ({error.strerror or error})") from None
+            self._discard()
+            raise self._unwritable(error) from None
+
+    def _write_chunk(self, data: bytes) -> None:
+        import os
+
+        start = -1
+        if self._direct:
+            try:
+                start = os.lseek(self._fd, 0, os.SEEK_END)
+            except OSError:
+                start = -1  # a pipe or a device: nothing to cut back
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as error:
+            if start >= 0:
+                try:
+                    os.ftruncate(self._fd, start)  # only whole chunks stay in the file
+                except OSError:
+                    pass
+            self._discard()
+            raise self._unwritable(error) from None
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        """Finish the report: the temporary file renamed over the target, once all of it is on disk."""
+        import os
+
+        if self._fd < 0:
+            return
+        try:
+            if self._temporary is not None:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+                os.replace(self._temporary, os.path.realpath(self.path or ""))
+                self._temporary = None
+            else:
+                os.close(self._fd)
+                self._fd = -1
+        except OSError as error:
+            self._discard()
+            raise self._unwritable(error) from None
+
+    def discard(self) -> None:
+        """Give up a report that will not be complete (an error or a signal came first): the target is untouched."""
+        self._discard()
+
+    def _discard(self) -> None:
+        import os
+
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = -1
+        if self._temporary is not None:
+            try:
+                os.unlink(self._temporary)
+            except OSError:
+                pass
+            self._temporary = None
+
+    def _unwritable(self, error: OSError) -> PoorinitError:
+        return PoorinitError(f"{self.path}: cannot write the report ({error.strerror or error})")
+
+    def __enter__(self) -> Report:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _is_step_summary(path: str) -> bool:
@@ -226,11 +353,9 @@ def _deliver(targets: list[Target], render: Callable[[Any], str], terminal: Call
     for target in targets:
         if target.path is None or target.fmt is skip:
             continue
-        report = Report(target.path, append)
-        try:
-            report.write(render(target.fmt))
-        finally:
-            report.close()
+        text = render(target.fmt)
+        with Report(target.path, append) as report:
+            report.write(text)
     on_stdout = _stdout_target(targets)
     if on_stdout is None or on_stdout.fmt is Format.TABLE:
         terminal()
@@ -465,7 +590,7 @@ def plot(trial: str, output: str, fmt: str, embed: bool, config_file: str | None
 @statistics_option
 @color_option
 @config_option
-@setting_options("jobs", "scheduler")
+@setting_options("jobs", "scheduler", "trial_timeout")
 @debug_option
 def scan(roots: tuple[str, ...], fmt: tuple[str, ...], outputs: tuple[str, ...], append: bool, quiet: bool,
          verbose: bool, statistics: bool, color: str, config_file: str | None, debug: bool, **values: Any) -> int:
@@ -495,7 +620,7 @@ def scan(roots: tuple[str, ...], fmt: tuple[str, ...], outputs: tuple[str, ...],
 
     # JSON lines are written as each trial is analysed, to their file or stdout.
     streamed = next((t for t in targets if t.fmt is Format.JSONL), None)
-    stream = Report(streamed.path, append) if streamed is not None else None
+    stream = Report(streamed.path, append, streamed=True) if streamed is not None else None
     on_stdout = _stdout_target(targets)
     console = _stderr_console(color)
     jsonl_on_terminal = streamed is not None and streamed.path is None and sys.stdout.isatty()
@@ -509,11 +634,12 @@ def scan(roots: tuple[str, ...], fmt: tuple[str, ...], outputs: tuple[str, ...],
                 advance()
 
             scheduler = settings.value("scheduler")
+            trial_timeout = settings.value("trial_timeout")
             if scheduler is not None:
-                results = scan_dask(found.trials, params, scheduler, on_result, checks)
+                results = scan_dask(found.trials, params, scheduler, on_result, checks, trial_timeout)
             else:
                 jobs = settings.value("jobs") or os.cpu_count() or 1
-                results = scan_local(found.trials, params, jobs, on_result, checks)
+                results = scan_local(found.trials, params, jobs, on_result, checks, trial_timeout)
     finally:
         if stream is not None:
             stream.close()
@@ -554,7 +680,7 @@ class _progress:
 
 @cli.command("config")
 @rule_options
-@setting_options("jobs", "scheduler", "timeout", "poll_interval")
+@setting_options("jobs", "scheduler", "trial_timeout", "timeout", "poll_interval")
 @gate_options
 @config_option
 @click.option("--format", "output_format", type=click.Choice(["toml", "json"]), default="toml", show_default=True,
@@ -697,6 +823,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # never a traceback for users, never exit 0
         if debug:
             raise
+        reason = memory_exhausted(error)
+        if reason is not None:  # not a bug, nor damage: one line that says so
+            _error(str(OutOfMemoryError(reason)))
+            return EXIT_ERROR
         _error(f"internal error: {type(error).__name__}: {error} (rerun with --debug and report it)")
         return EXIT_ERROR
     finally:

@@ -69,6 +69,23 @@ def _positive(name: str, kind: type) -> Callable[[Any], Any]:
     return parse
 
 
+# The longest wait a setting may ask for: sleeps and timers refuse larger numbers (1e300 s overflows them).
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
+def _seconds(name: str) -> Callable[[Any], Any]:
+    """A duration: a number of seconds > 0, at most MAX_SECONDS (a week)."""
+    positive = _positive(name, float)
+
+    def parse(value: Any) -> float:
+        seconds = positive(value)
+        if not seconds <= MAX_SECONDS:
+            raise ParameterError(f"{name} must be at most {MAX_SECONDS:g} seconds (a week), not {value!r}")
+        return float(seconds)
+
+    return parse
+
+
 def _names(name: str) -> Callable[[Any], Any]:
     """Criterion names: a list, or one comma-separated string (as on the command line)."""
 
@@ -146,10 +163,12 @@ RUN = (
     Setting("jobs", None, _positive("jobs", int), "Trials analysed in parallel (default: the CPU count)."),
     Setting("scheduler", None, _text("scheduler"),
             "Run the scan on the Dask scheduler at this address (extra 'dask')."),
-    Setting("timeout", None, _positive("timeout", float),
+    Setting("timeout", None, _seconds("timeout"),
             "With --follow: give up (exit 2) after this many seconds (default: wait until the trial is finished)."),
-    Setting("poll_interval", 1.0, _positive("poll_interval", float),
+    Setting("poll_interval", 1.0, _seconds("poll_interval"),
             "With --follow: seconds between looks at the trial directory."),
+    Setting("trial_timeout", 600.0, _seconds("trial_timeout"),
+            "With scan: report a trial not analysed within this many seconds as timed out; the others go on."),
     Setting("select", None, _names("select"),
             "Only these criteria (comma-separated names, see `poorinit checks`; default: all)."),
     Setting("ignore", None, _names("ignore"), "Leave out these criteria (comma-separated names)."),
@@ -212,6 +231,9 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: is not valid TOML ({error})") from None
+    except RecursionError:  # the parser recurses once per level: thousands of nested arrays or tables
+        reason = "values nested too deeply for the parser"
+        raise ConfigError(f"{path}: is not valid TOML ({reason})") from None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -60,3 +60,57 @@ class Terminated(Interrupted):
 
 class NothingToAnalyseError(PoorinitError):
     """No criterion could be evaluated: a CI gate must not pass on missing data."""
+
+
+# What to do when memory runs out, in every message that says so.
+MEMORY_ADVICE = "give poorinit more memory (ulimit -v, the container's memory limit) or analyse fewer --steps"
+
+
+class OutOfMemoryError(PoorinitError):
+    """Memory ran out (Python's MemoryError, or HDF5's failed allocation): not damage, not a bug.
+
+    ``where`` names what was being read when it is known (a file, a file and
+    tensor, a trial and step); ``reason`` is the allocator's own words.
+    """
+
+    def __init__(self, reason: str, where: str | None = None, doing: str = "reading it") -> None:
+        self.where = where
+        self.reason = reason
+        if where is None:
+            super().__init__(f"ran out of memory ({reason}); {MEMORY_ADVICE}")
+        else:
+            super().__init__(f"{where}: ran out of memory while {doing} ({reason}); {MEMORY_ADVICE}")
+
+
+def memory_reason(error: BaseException) -> str:
+    """The allocator's words for a MemoryError (numpy says how much), on one line."""
+    text = " ".join(str(error).split())
+    return text or "an allocation failed"
+
+
+def memory_exhausted(error: BaseException) -> str | None:
+    """The reason, if ``error`` means that memory ran out, else None.
+
+    Python says so with MemoryError, but not only: a library that cannot be
+    mapped (ImportError), a thread that cannot get its stack (RuntimeError),
+    HDF5's failed allocation (OSError), and any error raised while handling
+    a MemoryError (an import cut short by it, say) all mean the same.
+    """
+    import errno
+
+    seen: BaseException | None = error
+    depth = 0
+    while seen is not None and depth < 16:
+        if isinstance(seen, MemoryError):
+            return memory_reason(seen)
+        seen, depth = seen.__context__, depth + 1
+    text = " ".join(str(error).split())
+    lowered = text.lower()
+    if isinstance(error, OSError) and error.errno == errno.ENOMEM:
+        return text
+    if isinstance(error, RuntimeError) and "can't start new thread" in lowered:
+        return text
+    if any(words in lowered for words in ("failed to map segment", "cannot allocate memory",
+                                          "memory allocation failed")):
+        return text
+    return None

@@ -23,6 +23,7 @@ stderr line        :func:`stderr_line`
 GitHub commands    :func:`github_data`, :func:`github_property`
 JUnit / XML        :func:`xml`
 Markdown           :func:`markdown`, :func:`markdown_code`
+HTML (plot page)   :func:`html`
 JSON               :func:`json_dumps`
 =================  ==========================================================
 """
@@ -151,6 +152,15 @@ def markdown_code(text: object) -> str:
     # CommonMark strips one such space from each end when both are present.
     padded = f" {value} " if value.startswith("`") or value.endswith("`") or value.startswith(" ") else value
     return f"{fence}{padded or ' '}{fence}"
+
+
+def html(text: object) -> str:
+    """Text for HTML element content or a quoted attribute (the plot's page): no tag, no
+    entity, no hidden character. ``<``, ``>``, ``&`` and quotes become entities; controls,
+    bidirectional overrides and separators are made visible first, as on a terminal."""
+    import html as _html
+
+    return _html.escape(terminal(text), quote=True)
 
 
 # Candidates only (anything outside printable ASCII and the newlines of indent=2);

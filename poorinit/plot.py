@@ -19,13 +19,13 @@ matplotlib is imported only here, with the Agg backend (no display needed).
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import escape
 from .checks.base import CriterionResult
 from .checks.saturation import SATURATED_SHARE
 from .errors import PoorinitError
@@ -215,23 +215,23 @@ def _html(verdict: Verdict, svg: bytes) -> str:
     rows = ""
     if verdict.diagnosis is not None:
         rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in cells(r)) + "</tr>\n" for r in verdict.diagnosis.rows
+            "<tr>" + "".join(f"<td>{escape.html(v)}</td>" for v in cells(r)) + "</tr>\n" for r in verdict.diagnosis.rows
         )
     criteria = "".join(
-        f"<li><b>{html.escape(c.title)}</b> ({html.escape(c.status.value)}): {html.escape(c.reason)}"
-        + (f"<br>remedy: {html.escape(c.remedy)}" if c.remedy else "")
+        f"<li><b>{escape.html(c.title)}</b> ({escape.html(c.status.value)}): {escape.html(c.reason)}"
+        + (f"<br>remedy: {escape.html(c.remedy)}" if c.remedy else "")
         + "</li>\n"
         for c in verdict.criteria
     )
-    findings = "".join(f"<li>{html.escape(n)}</li>" for n in (notes(verdict.diagnosis) if verdict.diagnosis else []))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    findings = "".join(f"<li>{escape.html(n)}</li>" for n in (notes(verdict.diagnosis) if verdict.diagnosis else []))
+    head = "".join(f"<th>{escape.html(c)}</th>" for c in COLUMNS)
     status = "FIRED" if verdict.fired else "passed"
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-        f"<title>poorinit: {html.escape(verdict.trial)}</title>"
+        f"<title>poorinit: {escape.html(verdict.trial)}</title>"
         "<style>body{font-family:sans-serif} td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
         "table{border-collapse:collapse}</style></head><body>\n"
-        f"<h2>poorinit: {status} · {html.escape(verdict.trial)}</h2>\n<ul>\n{criteria}</ul>\n"
+        f"<h2>poorinit: {status} · {escape.html(verdict.trial)}</h2>\n<ul>\n{criteria}</ul>\n"
         + svg.decode("utf-8").split("?>", 1)[-1]
         + f"\n<table><tr>{head}</tr>\n{rows}</table>\n<ul>{findings}</ul>\n</body></html>\n"
     )

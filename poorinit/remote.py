@@ -18,6 +18,7 @@ a minute instead of hanging a CI job (docs/scale.md).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from pathlib import PurePosixPath
@@ -26,7 +27,7 @@ from typing import IO, Any
 
 from . import format as fmt
 from .errors import PoorinitError, StepFileError, TrialError
-from .trial import H5_ERRORS, StepReader, _Budget, _open_problem
+from .trial import H5_ERRORS, REPLACED_WHILE_READ, StepReader, _Budget, _open_problem, _replaced
 
 EXTRA_HINT = "pip install 'poorinit[remote]'"
 
@@ -36,6 +37,13 @@ EXTRA_HINT = "pip install 'poorinit[remote]'"
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 30
 MAX_ATTEMPTS = 3
+
+
+# Bytes fetched per request when h5py reads a step file (None: the store's default, 50 MiB for s3fs, so
+# most step files travel in one request). Each request after the first asks for the object as first
+# seen (If-Match its ETag), so a step file replaced while it is read is refused, never read half old,
+# half new (RemoteStepReader).
+BLOCK_SIZE: int | None = None
 
 
 class RemoteError(PoorinitError):
@@ -157,7 +165,8 @@ class FsspecStore:
         return {path: found[path] for path in paths}
 
     def open(self, path: str) -> IO[bytes]:
-        return self._call("open it", path, self.fs.open, path, "rb")  # type: ignore[no-any-return]
+        options = {} if BLOCK_SIZE is None else {"block_size": BLOCK_SIZE}
+        return self._call("open it", path, self.fs.open, path, "rb", **options)  # type: ignore[no-any-return]
 
     def list(self, path: str) -> list[tuple[str, bool]]:
         entries = self._call("list it", path, self.fs.ls, path, detail=True)
@@ -199,6 +208,7 @@ class RemoteStepReader(StepReader):
         self._datasets: dict[str, Any] = {}
         self._names: list[tuple[str, tuple[str, ...]]] | None = None
         self._fd = -1  # no local file descriptor: StepReader.close() then closes only the HDF5 file
+        self._store, self._path = store, path
         try:
             self._handle = store.open(path)
         except FileNotFoundError:
@@ -209,6 +219,8 @@ class RemoteStepReader(StepReader):
             self._file = h5py.File(self._handle, "r", rdcc_nbytes=0)
         except H5_ERRORS as error:
             self._handle.close()
+            if _replaced(error) or _replaced(error.__context__ or error):
+                raise StepFileError(step_file.path, REPLACED_WHILE_READ) from error
             raise StepFileError(step_file.path, _open_problem(error)) from error
         try:
             self._validate()
@@ -223,11 +235,42 @@ class RemoteStepReader(StepReader):
             self._handle.close()
 
     def check_unchanged(self) -> None:
-        """Nothing to check: an object store replaces an object whole, it is never rewritten in place."""
+        """Refuse a step file replaced in the store while it was read.
+
+        An object store replaces an object whole, but a step file is read in
+        several requests. With s3fs each request after the first asks for the
+        object first seen (If-Match its ETag), so a replacement fails the read
+        itself (poorinit.trial._translated). Other stores are asked once more,
+        here, for the object's version (ETag, generation, size and time) and
+        compared with what was opened.
+        """
+        if "IfMatch" in (getattr(self._handle, "read_kw", None) or {}):
+            return  # every request was conditional: what was read is one version
+        opened = _version(getattr(self._handle, "details", None) or {})
+        if not opened:
+            return  # the store tells no version: nothing to compare
+        fs = self._store.fs
+        with contextlib.suppress(Exception):
+            fs.invalidate_cache(self._path)
+        try:
+            now = _version(self._store._call("look it up", self._path, fs.info, self._path))
+        except FileNotFoundError:
+            now = {}
+        if now != opened:
+            raise StepFileError(self.step_file.path, REPLACED_WHILE_READ)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+# What names a version of an object, in the listings of the stores fsspec reads.
+_VERSION_KEYS = ("ETag", "etag", "VersionId", "generation", "md5Hash", "size", "LastModified", "last_modified",
+                 "mtime", "updated")
+
+
+def _version(details: dict[str, Any]) -> dict[str, str]:
+    return {key: str(details[key]) for key in _VERSION_KEYS if details.get(key) is not None}
 
 
 class RemoteTrial:

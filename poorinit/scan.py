@@ -22,6 +22,7 @@ SIGTERM stop every worker before poorinit exits (no orphan, no tracebacks).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
-from .errors import PoorinitError
+from .errors import PoorinitError, memory_exhausted
 
 if TYPE_CHECKING:
     from .checks.base import Check
@@ -159,9 +160,10 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> Discovery:
 
 
 # Seconds one trial may take before it is reported as timed out and the rest
-# go on (docs/errors.md, scan-trial-timeout). Budgets bound what one step file
-# costs (docs/format.md); this bounds what a trial of many steps, a slow file
-# system or a stuck read can cost a CI job.
+# go on (docs/errors.md, scan-trial-timeout); ``scan --trial-timeout`` (the
+# setting trial_timeout, poorinit/config.py, whose default this is). Budgets
+# bound what one step file costs (docs/format.md); this bounds what a trial of
+# many steps, a slow file system or a stuck read can cost a CI job.
 TRIAL_TIMEOUT = 600.0
 # A worker that does not answer this long after its trial's timeout (stuck in
 # C code that no signal interrupts) is killed.
@@ -175,16 +177,6 @@ OnResult = Callable[[TrialResult], None]
 # Trials per worker task at most (see scan_local).
 BATCH_MAX = 16
 
-# Seconds one trial may take before it is reported as timed out and the rest
-# go on (docs/errors.md, scan-trial-timeout). Budgets bound what one step file
-# costs (docs/format.md); this bounds what a trial of many steps, a slow file
-# system or a stuck read can cost a CI job.
-TRIAL_TIMEOUT = 600.0
-# A worker that does not answer this long after its trial's timeout (stuck in
-# C code that no signal interrupts) is killed.
-KILL_GRACE = 10.0
-# Seconds to wait for a Dask scheduler to answer before giving up.
-CONNECT_TIMEOUT = 10.0
 
 
 class TrialTimeout(Exception):  # noqa: N818 (raised by the alarm, caught in analyse_trial)
@@ -201,19 +193,18 @@ def _alarm(signum: int, frame: object) -> None:
 
 @contextmanager
 def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise TrialTimeout in this thread after ``seconds`` (main thread on POSIX only; else no limit).
+    """Raise TrialTimeout in this thread after ``seconds``: by SIGALRM in the main thread, else by a timer.
 
-    A signal interrupts Python code and the reads between blocks; a single
+    Either interrupts Python code and the reads between blocks; a single
     call into C that never returns is the worker killer's job (scan_local).
     """
-    usable = (
-        seconds is not None and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable:
+    if seconds is None:
         yield
         return
-    assert seconds is not None  # usable says so
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        with _thread_time_limit(seconds):
+            yield
+        return
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -221,6 +212,36 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _thread_time_limit(seconds: float) -> Iterator[None]:
+    """Raise TrialTimeout in this (not main) thread after ``seconds``: a Dask worker's thread.
+
+    A timer thread sets the exception asynchronously (the interpreter raises it
+    at this thread's next bytecode), since signals reach the main thread only.
+    A lock keeps it from arriving once the block is left.
+    """
+    import ctypes
+
+    target = threading.get_ident()
+    lock = threading.Lock()
+    state = {"inside": True}
+
+    def expire() -> None:
+        with lock:
+            if state["inside"]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(TrialTimeout))
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["inside"] = False
+        timer.cancel()
 
 
 def analyse_trial(
@@ -238,6 +259,7 @@ def analyse_trial(
     from .sources import open_trial
 
     shown = path if shown is None else shown
+    _warm_up()  # the first trial's timeout is not spent importing what every trial needs
     started, clock = time.time(), time.perf_counter()
 
     def failed(error: str) -> TrialResult:
@@ -250,18 +272,29 @@ def analyse_trial(
         return failed(_timed_out(shown, timeout or 0.0))
     except PoorinitError as error:
         return failed(" ".join(str(error).replace(path, shown).split()))
-    except MemoryError:
-        return failed(f"{shown}: ran out of memory while analysing it; analyse it alone, with more memory, "
-                      "or with fewer --steps")
     except Exception as error:  # one trial must not end the scan, whatever happened
+        if memory_exhausted(error) is not None:
+            return failed(f"{shown}: ran out of memory while analysing it; analyse it alone, with more memory, "
+                          "or with fewer --steps")
         return failed(f"internal error: {type(error).__name__}: {error}".replace(path, shown))
     return TrialResult(shown, verdict=replace(verdict, trial=shown), started=started,
                        seconds=time.perf_counter() - clock)
 
 
+@functools.cache
+def _warm_up() -> None:
+    """Import the readers and load the criteria (entry points) once per process, outside any trial's timeout."""
+    from .checks.registry import load_checks
+
+    with suppress(Exception):  # a failure here is met again, and reported, inside the trial
+        import h5py  # noqa: F401
+
+        load_checks()
+
+
 def _timed_out(shown: str, timeout: float) -> str:
     return (f"{shown}: not analysed within the per-trial timeout of {timeout:g} s; the other trials go on "
-            "(raise the timeout, or analyse it alone with poorinit analyze)")
+            "(raise --trial-timeout, or analyse it alone with poorinit analyze)")
 
 
 def _worker_died(shown: str, exitcode: int | None) -> str:
@@ -489,15 +522,16 @@ def check_scheduler_address(address: str) -> None:
 
 
 def analyse_batch(
-    trials: Sequence[tuple[str, str]], params: RuleParams, checks: Sequence[type[Check]] | None = None
+    trials: Sequence[tuple[str, str]], params: RuleParams, checks: Sequence[type[Check]] | None = None,
+    timeout: float | None = None,
 ) -> list[TrialResult]:
-    """``analyse_trial`` over (path, shown) pairs, in one Dask task."""
-    return [analyse_trial(path, params, shown, checks) for path, shown in trials]
+    """``analyse_trial`` over (path, shown) pairs, in one Dask task, each within ``timeout`` seconds."""
+    return [analyse_trial(path, params, shown, checks, timeout) for path, shown in trials]
 
 
 def scan_dask(
     trials: Sequence[str], params: RuleParams, address: str, on_result: OnResult | None = None,
-    checks: Sequence[type[Check]] | None = None,
+    checks: Sequence[type[Check]] | None = None, timeout: float | None = TRIAL_TIMEOUT,
 ) -> list[TrialResult]:
     """Analyse ``trials`` on the Dask cluster whose scheduler listens at ``address``.
 
@@ -531,7 +565,7 @@ def scan_dask(
         batches = [trials[i : i + size] for i in range(0, len(trials), size)]
         # Absolute paths are made here: a worker's working directory is its own.
         futures = {
-            client.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks,
+            client.submit(analyse_batch, [(_absolute(shown), shown) for shown in batch], params, checks, timeout,
                           pure=False): batch
             for batch in batches
         }

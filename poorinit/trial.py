@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import mmap
 import os
 import re
 import stat
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import format as fmt
-from .errors import StepFileError, TensorError, TrialError
+from .errors import OutOfMemoryError, StepFileError, TensorError, TrialError, memory_reason
 
 # Read chunks raw and verify their checksums with numpy where the filter
 # pipeline holds nothing else (see DatasetTensor._raw_layout); False forces
@@ -82,7 +83,7 @@ def _reading(method: BlockReader) -> BlockReader:
 
     @functools.wraps(method)
     def blocks(self: DatasetTensor) -> Iterator[np.ndarray]:
-        with _translated(Path(self.source), self.name):
+        with _translated(_where(self.source), self.name):
             yield from method(self)
 
     return blocks
@@ -191,12 +192,43 @@ class DatasetTensor:
     def attrs(self) -> Mapping[str, Any]:
         """Read on first use only: the checks that never look pay nothing."""
         if self._attrs is None:
-            with _translated(Path(self.source), self.name):
+            with _translated(_where(self.source), self.name):
                 self._attrs = _plain_attrs(self._dataset.attrs, skip=(fmt.COLLECTIONS_ATTR,))
         return self._attrs
 
     def _error(self, problem: str) -> TensorError:
         return TensorError(self.source, self.name, problem)
+
+    @property
+    def fill_value(self) -> float | None:
+        """What the storage holds until written, when it was allocated with the dataset (compact
+        layout, or early allocation); None when storage never written is refused otherwise
+        (allocated late or chunk by chunk: _check_storage counts what is stored)."""
+        import h5py
+
+        with _translated(_where(self.source), self.name):
+            plist = self._dataset.id.get_create_plist()
+            early = plist.get_layout() == h5py.h5d.COMPACT or plist.get_alloc_time() == h5py.h5d.ALLOC_TIME_EARLY
+            if not early:
+                return None
+            fill = np.zeros((1,), dtype=self._dataset.dtype)
+            if plist.fill_value_defined() == h5py.h5d.FILL_VALUE_USER_DEFINED:
+                plist.get_fill_value(fill)
+            return float(fill[0])
+
+    def refuse_fill_only(self, values: np.ndarray) -> None:
+        """Refuse values that are all the fill value of storage allocated with the dataset: a dataset
+        created and never written reads back as its fill value (0 unless the writer set one).
+
+        For a loss, which is one value and never exactly its fill value in a real run. Activation
+        inputs and gradients are not asked: zeros there are data, and the rule judges them."""
+        fill = self.fill_value
+        if fill is None or not values.size or not np.all((values == fill) | (np.isnan(values) & math.isnan(fill))):
+            return
+        raise self._error(
+            f"holds only its fill value {fill!r}: its storage was allocated when the dataset was created and "
+            "apparently never written (a writer that crashed or skipped it); rewrite the step"
+        )
 
     def _damaged(self, reason: str) -> TensorError:
         """What HDF5's own failures on a tensor become (see _translated)."""
@@ -429,15 +461,55 @@ def _h5_reason(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def _where(source: str) -> Path | str:
+    """A tensor's file for messages: a local Path, or an object-store URL kept as typed."""
+    return source if "://" in source else Path(source)
+
+
+def _replaced(error: BaseException) -> bool:
+    """Whether the store says the object changed since it was opened (s3fs's FileExpired: If-Match failed)."""
+    return any(cls.__name__ == "FileExpired" for cls in type(error).__mro__)
+
+
 @contextmanager
-def _translated(path: Path, tensor: str | None = None) -> Iterator[None]:
+def _translated(path: Path | str, tensor: str | None = None) -> Iterator[None]:
     """Re-raise what h5py raises on damaged metadata as an error naming the file (and tensor)."""
     try:
         yield
+    except MemoryError as error:
+        raise _out_of_memory(path, tensor, memory_reason(error)) from None
     except H5_ERRORS as error:
+        if _memory_failure(error):  # HDF5's own allocation failed: memory ran out, the file may be fine
+            raise _out_of_memory(path, tensor, _h5_reason(error)) from None
+        if _replaced(error) or _replaced(error.__context__ or error):
+            raise StepFileError(path, REPLACED_WHILE_READ) from error
         if tensor is not None:
             raise TensorError(path, tensor, f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
         raise StepFileError(path, f"is damaged ({_h5_reason(error)}); restore it or rerun the step") from error
+
+
+# An object store's object replaced between two reads of it (remote step files are read by ranges,
+# each asking for the object first seen): refused, never read half old, half new.
+REPLACED_WHILE_READ = (
+    "was replaced in the store while it was read (its ETag or version changed): a writer uploaded it again; "
+    "rerun once the writer is done"
+)
+
+
+# How HDF5 and the C library say an allocation failed (h5py passes their words on in an OSError).
+_MEMORY_WORDS = re.compile(
+    r"memory allocation failed|can'?t allocate|unable to allocate|out of memory|cannot allocate memory|"
+    r"failed to map segment", re.IGNORECASE
+)
+
+
+def _memory_failure(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or bool(_MEMORY_WORDS.search(str(error)))
+
+
+def _out_of_memory(path: Path | str, tensor: str | None, reason: str) -> OutOfMemoryError:
+    where = f"{path}: tensor {tensor!r}" if tensor is not None else str(path)
+    return OutOfMemoryError(reason, where)
 
 
 def _open_problem(error: BaseException) -> str:
@@ -506,6 +578,21 @@ def _open_step_file(path: Path) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise
     return fd, info
+
+
+# Address space that must be free before HDF5 opens a file: libhdf5 does not
+# check every allocation it makes while opening one, and crashes (SIGSEGV)
+# where memory has run out. Probed with an anonymous mapping, which costs no
+# page and no time; under a memory limit (ulimit -v) it fails as malloc would.
+OPEN_RESERVE = 8 << 20
+
+
+def _reserve_memory(path: Path | str) -> None:
+    try:
+        mmap.mmap(-1, OPEN_RESERVE).close()
+    except (OSError, MemoryError, ValueError) as error:
+        raise _out_of_memory(path, None, f"{OPEN_RESERVE >> 20} MiB could not be reserved to open it: "
+                             f"{getattr(error, 'strerror', None) or error}") from None
 
 
 def _hdf5_name(path: Path, fd: int) -> str:
@@ -599,13 +686,16 @@ class StepReader:
         self._fd, self._opened = _open_step_file(path)
         self.budget = _Budget(path, self._opened.st_size)
         try:
+            _reserve_memory(path)
             # No file locking: step files are never written in place, and locks
             # fail on read-only and network filesystems. No chunk cache: every
             # chunk is read once, front to back, so caching it only costs memory
             # (1 MiB per open dataset by default, more than a block).
             self._file = h5py.File(_hdf5_name(path, self._fd), "r", locking=False, rdcc_nbytes=0)
-        except H5_ERRORS as error:
+        except (*H5_ERRORS, MemoryError) as error:
             os.close(self._fd)
+            if _memory_failure(error):
+                raise _out_of_memory(path, None, memory_reason(error)) from None
             raise StepFileError(path, _open_problem(error)) from error
         except BaseException:
             os.close(self._fd)

@@ -195,3 +195,77 @@ def test_follow_refuses_a_url_at_once():
     result = subprocess.run(["poorinit", "analyze", "--follow", "s3://runs/jobs/good", "--timeout", "600"],
                             capture_output=True, text=True, timeout=60)
     expect_error(result, "follow-remote", "s3://runs/jobs/good")
+
+
+# -- resource budgets and replaced objects: the same rules as for local files ---------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_in_s3(s3_env, tmp_path_factory):
+    """Trials uploaded once: a decompression bomb, groups nested 100 deep, and a plain trial of 4 MiB tensors."""
+    import numpy as np
+
+    from poorinit import TrialWriter
+
+    from .test_bad_input_budgets import _compressed_chunks, trial_with
+
+    local = tmp_path_factory.mktemp("hostile-s3")
+    trial_with(local / "bomb", lambda t: _compressed_chunks(t, "bomb.relu_input", 4 << 20, 24))
+
+    def deep(tensors):
+        group = tensors
+        for _ in range(100):
+            group = group.create_group("n")
+
+    trial_with(local / "deep", deep)
+    rng = np.random.default_rng(0)
+    with TrialWriter(local / "large", fsync=False) as writer:
+        for step in range(2):
+            writer.write_step(step, activation_inputs={f"net.{i}.relu_input": rng.normal(0, 1, (1024, 1024))
+                                                       .astype(np.float32) for i in range(2)},
+                              gradients={"gradient/w": rng.normal(0, 0.05, (16, 16))}, losses={"loss": 2.0})
+    code = ("import sys, s3fs\nfs = s3fs.S3FileSystem()\n"
+            "for name in sys.argv[2:]:\n    fs.put(sys.argv[1] + '/' + name, 'runs/hostile/' + name, recursive=True)\n")
+    subprocess.run([sys.executable, "-c", code, str(local), "bomb", "deep", "large"], env=s3_env, check=True,
+                   timeout=120)
+    return local
+
+
+@pytest.mark.parametrize("name, error_id, culprit", [
+    ("bomb", "tensor-expansion-budget", "'bomb.relu_input'"),
+    ("deep", "tensor-too-deep", "s3://runs/hostile/deep/000000000000_train_0.h5"),
+])
+def test_a_step_file_in_s3_obeys_the_budgets_of_a_local_one(s3_env, hostile_in_s3, name, error_id, culprit):
+    expect_error(run(s3_env, "analyze", f"s3://runs/hostile/{name}"), error_id, culprit)
+    local = subprocess.run(["poorinit", "analyze", str(hostile_in_s3 / name)], capture_output=True, text=True,
+                           timeout=120)
+    expect_error(local, error_id)
+
+
+def test_a_step_file_replaced_in_s3_while_it_is_read_is_refused(s3_env, hostile_in_s3, monkeypatch):
+    """Read in requests of 1 MiB: the object uploaded again between two of them is never read half old, half new."""
+    import poorinit.remote
+    from poorinit.errors import StepFileError
+    from poorinit.sources import open_trial
+
+    from .test_errors_doc import documented, template_regex
+
+    for key in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(key, s3_env[key])
+    monkeypatch.setattr(poorinit.remote, "BLOCK_SIZE", 1 << 20)
+    trial = open_trial("s3://runs/hostile/large")
+    reader = trial.open(trial.step_files(0)[0])
+    try:
+        reader.tensor_names()
+        put(s3_env, "runs/hostile/large/000000000000_train_0.h5",
+            (hostile_in_s3 / "large" / "000000000001_train_0.h5").read_bytes())
+        with pytest.raises(StepFileError) as raised:
+            for name in ("net.0.relu_input", "net.1.relu_input"):
+                for _ in reader.tensor(name).blocks():
+                    pass
+            reader.check_unchanged()
+    finally:
+        reader.close()
+    message = str(raised.value)
+    assert message.startswith("s3://runs/hostile/large/000000000000_train_0.h5: ")
+    assert template_regex(documented()["step-replaced-while-read"]).fullmatch(message), message

@@ -53,6 +53,9 @@ def read_losses(tensors: Mapping[str, Sequence[Tensor]]) -> dict[str, float]:
             if tensor.size != 1:
                 raise TensorError(tensor.source, name, f"a loss holds one value, this holds shape {tensor.shape}")
             data = np.concatenate([b.reshape(-1) for b in tensor.blocks()])
+            refuse_fill_only = getattr(tensor, "refuse_fill_only", None)  # a dataset created, never written
+            if refuse_fill_only is not None:
+                refuse_fill_only(data)
             values.append(float(data[0]))
         losses[name] = finite_mean(values)
     return losses

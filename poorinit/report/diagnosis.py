@@ -3,6 +3,13 @@
 One list of columns (:data:`COLUMNS`) and one cell formatter serve the
 terminal table, the Markdown table of ``--format markdown`` and
 docs/accuracy.md, so the three never disagree. JSON keeps the raw numbers.
+
+Layer and weight names, activation kinds and the notes that quote them come
+from the step files: :func:`cells` and :func:`notes` give them as they are,
+and each renderer escapes every one for its medium with poorinit/escape.py
+(:func:`~poorinit.escape.terminal`, :func:`~poorinit.escape.markdown`,
+:func:`~poorinit.escape.json_dumps` through the JSON report,
+:func:`~poorinit.escape.html` in the plot's page).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import escape
 from ..diagnosis import Diagnosis, LayerRow, describe_mark
 from .table import figure
 
@@ -99,7 +107,8 @@ def renderable(diagnosis: Diagnosis) -> Any:
         else:
             table.add_column(column, justify="right", overflow="fold")
     for row in diagnosis.rows:
-        c = dict(zip(COLUMNS, cells(row), strict=True))
+        # Every cell escaped for the terminal: a name from a file may hold newlines and escape sequences.
+        c = {column: escape.terminal(value) for column, value in zip(COLUMNS, cells(row), strict=True)}
         layer = Text(f"{c['layer']} ({c['kind']})")
         if row.weight is not None:
             layer.append(f"\n<- {c['weight']}", style="dim")
@@ -111,7 +120,8 @@ def renderable(diagnosis: Diagnosis) -> Any:
         saturated = "-" if row.saturated_share is None else _g(100 * row.saturated_share)
         table.add_row(layer, c["std"], c["x prev"], share, saturated, c["gradient std"], weight)
     parts: list[Any] = [Text(heading(diagnosis), style="italic"), table]
-    parts += [Text(line, style="bold red" if line.startswith("symmetric") else "") for line in notes(diagnosis)]
+    parts += [escape.rich_text(line, style="bold red" if line.startswith("symmetric") else "")
+              for line in notes(diagnosis)]
     return Group(*parts)
 
 
