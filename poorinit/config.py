@@ -231,6 +231,9 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: is not valid TOML ({error})") from None
+    except RecursionError:  # the parser recurses once per level: thousands of nested arrays or tables
+        reason = "values nested too deeply for the parser"
+        raise ConfigError(f"{path}: is not valid TOML ({reason})") from None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
