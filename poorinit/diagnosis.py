@@ -26,7 +26,7 @@ import numpy as np
 from . import format as fmt
 from .checks.activations import depth_key
 from .checks.base import CriterionResult, Selector
-from .checks.saturation import BOUNDS, SATURATED_SHARE
+from .checks.saturation import BOUNDS, SATURATED_SHARE, softmax_rows
 from .params import RuleParams
 from .remedy import (
     COLLAPSE,
@@ -99,7 +99,8 @@ class ActivationFigures:
     values: int
     units: int  # positions after the leading (batch) axis
     dead_units: int  # units <= 0 for every sample of the batch
-    saturated: int  # values past the kind's flat-tail bound (NaN and Inf included)
+    saturated: int  # values past the kind's flat-tail bound (NaN and Inf included); softmax: one-hot rows
+    rows: int = 0  # softmax only: the rows the saturated count is out of
 
     @property
     def std(self) -> float:
@@ -115,7 +116,12 @@ class ActivationFigures:
 
     @property
     def saturated_share(self) -> float:
-        return self.saturated / self.values if self.values else math.nan
+        out_of = self.rows if self.kind_is_rows else self.values
+        return self.saturated / out_of if out_of else math.nan
+
+    @property
+    def kind_is_rows(self) -> bool:
+        return self.rows > 0
 
 
 def measure_activation(tensors: Sequence[Any], kind: str | None) -> ActivationFigures:
@@ -153,7 +159,12 @@ def measure_activation(tensors: Sequence[Any], kind: str | None) -> ActivationFi
                     alive[(offset + positive) % units] = True
             offset += block.size
     dead = int(units - np.count_nonzero(alive)) if alive is not None and units and values else 0
-    return ActivationFigures(total, zeros, values, units if alive is not None else 0, dead, saturated)
+    rows = 0
+    if kind == "softmax":  # saturated by rows, as the saturation criterion counts them
+        for tensor in tensors:
+            one_hot, counted = softmax_rows(tensor)
+            saturated, rows = saturated + one_hot, rows + counted
+    return ActivationFigures(total, zeros, values, units if alive is not None else 0, dead, saturated, rows)
 
 
 @dataclass(frozen=True)
@@ -444,6 +455,8 @@ def _mark(rows: list[LayerRow], threshold: float) -> list[LayerRow]:
             mark = SYMMETRIC
         elif row.saturated_share is not None and row.saturated_share > SATURATED_SHARE:
             mark = SATURATED
+        elif row.kind == "softmax":
+            pass  # a side branch: no part of the variance chain (see build)
         elif not collapse_or_explode_marked and seen and not math.isnan(variance):
             largest, smallest = max(seen), min(seen)
             if not math.isfinite(variance) or (smallest > 0 and variance > smallest * threshold):
@@ -453,7 +466,7 @@ def _mark(rows: list[LayerRow], threshold: float) -> list[LayerRow]:
             collapse_or_explode_marked = bool(mark)
         if not mark and row.dead_share is not None and row.dead_share > DEAD_SHARE:
             mark = DEAD
-        if not math.isnan(variance):
+        if row.kind != "softmax" and not math.isnan(variance):
             seen.append(variance)
         marked.append(row if not mark else LayerRow(**{**row.__dict__, "mark": mark}))
     return marked
@@ -492,14 +505,19 @@ def build(
     if measure is None:
         return Diagnosis(None, "name", (), (), per_step_var, per_step_sat)
     layers, ordered_by = _ordered(measure.layers)
-    feeding = feeding_weights(layers, measure.weights, measure.weight_attrs)
+    # A softmax takes no weight of its caller in turn: the weights feed the activations of the chain.
+    feeding = feeding_weights([layer for layer in layers if layer.kind != "softmax"], measure.weights,
+                              measure.weight_attrs)
     rows: list[LayerRow] = []
     previous: float | None = None
     for layer in layers:
         f = layer.figures
         variance = f.moments.variance if f.moments.count else math.nan
         ratio = None
-        if previous is not None and not math.isnan(variance):
+        # A softmax input (attention logits) is a side branch, not a step of the
+        # signal's depth: it neither has nor sets an "x prev".
+        in_chain = layer.kind != "softmax"
+        if in_chain and previous is not None and not math.isnan(variance):
             ratio = math.inf if previous == 0 and variance > 0 else (math.nan if previous == 0 else variance / previous)
         notes = []
         after = layer.attrs.get("after")
@@ -514,12 +532,12 @@ def build(
             variance_ratio=ratio,
             zero_share=f.zero_share,
             dead_share=f.dead_share if layer.kind in RELU_KINDS and f.units else None,
-            saturated_share=f.saturated_share if (layer.kind or "") in BOUNDS else None,
-            weight=measure.weights.get(feeding[layer.name]) if layer.name in feeding else None,
+            saturated_share=f.saturated_share if (layer.kind or "") in BOUNDS or layer.kind == "softmax" else None,
+            weight=measure.weights.get(feeding[layer.name]) if layer.name in feeding and in_chain else None,
             note="; ".join(notes),
             negative_slope=_float(layer.attrs.get("negative_slope")),
         ))
-        if not math.isnan(variance):
+        if in_chain and not math.isnan(variance):
             previous = variance
     rows = _mark(rows, params.threshold)
     findings = symmetric_findings(rows, measure.weights)

@@ -130,12 +130,16 @@ BUILTIN: dict[str, Explanation] = {
         "activation saturation",
         "For each input of a bounded activation (names ending in tanh_input, sigmoid_input, hardtanh_input, "
         "hardsigmoid_input or softsign_input), the share of values where the activation's slope has fallen "
-        "below a tenth of its peak (|x| > 1.82 for tanh, 3.64 for sigmoid).",
+        "below a tenth of its peak (|x| > 1.82 for tanh, 3.64 for sigmoid); for each softmax input "
+        "(softmax_input: attention logits, recorded with the softmax axis last), the share of rows whose "
+        "largest probability exceeds 0.974, where the softmax's slope is under a tenth of its peak.",
         (),
         "More than half of one layer's inputs are saturated at an analysed step. Not applicable when no "
         "bounded activation was recorded (ReLU networks).",
         "Too large a start for tanh/sigmoid units: use Xavier/Glorot initialisation (gain 5/3 for tanh) or "
-        "smaller weights, so the pre-activations stay in the activation's steep middle.",
+        "smaller weights, so the pre-activations stay in the activation's steep middle. A saturated "
+        "softmax (attention frozen on one position): initialise the query and key projections with "
+        "xavier_uniform_ or normal_(std=0.02).",
         f"{RULE_DOC}#criterion-4-poorinits-addition-activation-saturation",
     ),
 }

@@ -142,6 +142,13 @@ def remedy(check: str, evidence: Evidence, *, diverged: bool = False) -> str | N
             "keep only the biases at zero"
         )
     if direction == SATURATED:
+        if kind == "softmax":
+            return (
+                "the softmax rows start one-hot: its logits are too large (in attention, q·k scales with the "
+                "square of the query and key projections' scale); initialise the projections before it with "
+                "nn.init.xavier_uniform_(w) (nn.MultiheadAttention's own) or nn.init.normal_(w, std=0.02) "
+                "(GPT-2/BERT), and keep the 1/sqrt(head_dim) scaling of the logits"
+            )
         if family(kind) == "bounded":
             return (
                 f"the {kind} units start in their flat tails (too large an initialisation): use {init} "

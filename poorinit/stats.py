@@ -255,7 +255,8 @@ class Moments:
         float64 on the way (it cannot overflow, so it also tells whether every
         value is finite), the centred values land in a float64 buffer and are
         squared and summed there. None when some value is not finite."""
-        total = float(np.add.reduce(array, dtype=np.float64))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf: NaN, told by the test below
+            total = float(np.add.reduce(array, dtype=np.float64))
         if not math.isfinite(total):
             return None
         mean = total / array.size

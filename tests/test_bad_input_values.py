@@ -150,3 +150,17 @@ def test_odd_config_values_are_one_typed_line(tmp_path, text, error_id):
     assert str(config) in message
     inner = message.rsplit(" (from ", 1)[0]
     assert template_regex(documented()[error_id]).fullmatch(inner), inner
+
+
+def test_float32_inputs_holding_both_infinities_fire_without_a_numpy_warning(tmp_path):
+    """inf + -inf is NaN inside the float64 sum of a float32 block: told apart on purpose, no warning leaks."""
+
+    def diverged(step, rng):
+        values = rng.normal(0, 1, (32, 32)).astype(np.float32)
+        if step >= 2:
+            values[0, :2] = [np.inf, -np.inf]
+        return {f"net.{i}.relu_input": values for i in range(3)}
+
+    result = run("analyze", write(tmp_path / "t", activations=diverged), "--format", "json")
+    assert result.returncode == 1
+    assert criteria(result)["activation_variance"]["status"] == "fired"

@@ -103,16 +103,23 @@ def test_a_transformer_encoder_stack_records_each_layers_activation(tmp_path, ac
     torch.manual_seed(0)
     record(Encoder(activation), tmp_path / "t", torch.randn(4, 5, 8))
     found = activation_inputs(tmp_path / "t")
-    assert found == {
-        f"encoder.layers.{i}.{activation}_input": {
+    expected = {}
+    for i in range(2):
+        # Each layer runs its attention first (the softmax over the logits of
+        # nn.MultiheadAttention, computed inside one function), then its feed-forward block.
+        expected[f"encoder.layers.{i}.self_attn.softmax_input"] = {
+            "activation": "softmax", "order": 2 * i, "module": f"encoder.layers.{i}.self_attn",
+        }
+        expected[f"encoder.layers.{i}.{activation}_input"] = {
             "activation": activation,
-            "order": i,
+            "order": 2 * i + 1,
             "module": f"encoder.layers.{i}",
             "after": "Linear",  # linear1 feeds the activation of the feed-forward block
         }
-        for i in range(2)
-    }
+    assert found == expected
     assert tensor_values(tmp_path / "t", f"encoder.layers.0.{activation}_input").shape == (4, 5, 32)
+    # (batch, heads, queries, keys): one softmax row per query.
+    assert tensor_values(tmp_path / "t", "encoder.layers.0.self_attn.softmax_input").shape == (4, 2, 5, 5)
 
 
 def test_recording_changes_no_result_of_a_transformer(tmp_path):
@@ -146,8 +153,105 @@ def test_in_inference_the_function_mode_turns_the_fast_path_off_and_sees_the_act
         fast = encoder(batch)  # eval + no_grad: PyTorch's fused fast path
         with FunctionalCapture(lambda kind, *_: seen.append(kind), lambda classes: None):
             normal = encoder(batch)
-    assert seen == ["relu", "relu"]
+    assert seen == ["softmax", "relu", "softmax", "relu"]
     torch.testing.assert_close(normal, fast, rtol=0, atol=1e-5)
+
+
+# -- softmax and attention -------------------------------------------------------
+
+
+def test_attention_logits_are_the_ones_multihead_attention_turns_into_its_weights(tmp_path):
+    """The recorded logits of nn.MultiheadAttention, through a softmax, are the layer's own attention weights."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(16, 4, bias=True, batch_first=True)
+    nn.init.normal_(attention.in_proj_bias, 0.0, 0.5)  # biases matter: they shift queries and keys
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = attention
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    x = torch.randn(3, 6, 16)
+    _, weights = attention(x, x, x, need_weights=True, average_attn_weights=False)  # before the step updates it
+    record(Net(), tmp_path / "t", x)
+    logits = tensor_values(tmp_path / "t", "attn.softmax_input")
+    assert logits.shape == (3, 4, 6, 6)
+    np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), -1).numpy(), weights.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+class SDPABlock(nn.Module):
+    """Attention as most code writes it now: one call to the fused kernel, causal, with grouped key heads."""
+
+    def __init__(self, d: int = 16, heads: int = 4, kv_heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, d // heads
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * kv_heads * self.head_dim)
+
+    def split(self, t: torch.Tensor, heads: int) -> torch.Tensor:
+        return t.reshape(t.shape[0], t.shape[1], heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.split(self.q(x), self.heads)
+        k, v = (self.split(t, self.kv_heads) for t in self.kv(x).chunk(2, dim=-1))
+        self.seen = (q.detach(), k.detach())
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return out.transpose(1, 2).reshape(x.shape)
+
+
+def test_scaled_dot_product_attention_records_its_scaled_logits_unmasked(tmp_path):
+    torch.manual_seed(0)
+    block = SDPABlock()
+    record(block, tmp_path / "t", torch.randn(2, 5, 16))
+    logits = tensor_values(tmp_path / "t", "softmax_input")
+    q, k = block.seen
+    expected = q @ k.repeat_interleave(2, dim=1).transpose(-2, -1) / 2.0  # scale 1/sqrt(head_dim=4)
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert activation_inputs(tmp_path / "t")["softmax_input"] == {"activation": "softmax", "order": 0, "module": ""}
+
+
+def test_a_softmax_over_another_axis_is_stored_with_that_axis_last(tmp_path):
+    class Gate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            scores = self.proj(x)  # (batch, positions, features): a softmax over positions
+            self.scores = scores.detach()
+            return (torch.softmax(scores, dim=1) * x).sum(dim=1)
+
+    torch.manual_seed(0)
+    gate = Gate()
+    record(gate, tmp_path / "t", torch.randn(3, 7, 4))
+    stored = tensor_values(tmp_path / "t", "softmax_input")
+    np.testing.assert_array_equal(stored, gate.scores.movedim(1, -1).numpy())
+
+
+def test_a_large_transformer_start_saturates_its_attention_and_the_rule_says_where(tmp_path):
+    """Every layer normalised, so variances are even; the logits q.k are not, and every head starts one-hot."""
+    torch.manual_seed(0)
+    model = Encoder("gelu", classes=4)
+    for p in model.parameters():
+        if p.ndim == 2:
+            nn.init.normal_(p, 0.0, 1.0)
+    record(model, tmp_path / "large", torch.randn(16, 8, 8), steps=2, loss_fn=F.cross_entropy,
+           targets=torch.randint(0, 4, (16,)))
+    verdict = poorinit.analyze(tmp_path / "large")
+    saturation = next(c for c in verdict.criteria if c.check == "saturation")
+    assert saturation.fired and saturation.tensor.endswith("self_attn.softmax_input"), saturation.reason
+    assert "softmax is saturated" in saturation.reason
+    assert "query and key projections" in saturation.remedy
+
+    torch.manual_seed(0)
+    record(Encoder("gelu", classes=4), tmp_path / "default", torch.randn(16, 8, 8), steps=2,
+           loss_fn=F.cross_entropy, targets=torch.randint(0, 4, (16,)))
+    healthy = next(c for c in poorinit.analyze(tmp_path / "default").criteria if c.check == "saturation")
+    assert healthy.status is poorinit.Status.PASSED and healthy.figure < 0.05, healthy.reason
 
 
 # -- recurrent networks ----------------------------------------------------------
@@ -464,3 +568,35 @@ def test_the_metadata_round_trips_through_poorinits_reader(tmp_path):
         assert relu == {"activation": "leaky_relu", "order": 0, "module": "2", "after": "LayerNorm",
                         "negative_slope": pytest.approx(0.1)}  # fmt: skip
         assert reader.tensor("gradient/0.weight").attrs == {"module": "Linear"}
+
+
+class HandWrittenBlock(nn.Module):
+    """Pre-LN attention then MLP, as GPT-style code writes it: torch.softmax and F.gelu called by the block."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
+        x = x + self.proj(torch.softmax(q @ k.transpose(1, 2) / 4.0, dim=-1) @ v)
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+def test_the_diagnosis_keeps_the_softmax_out_of_the_depth_chain(tmp_path):
+    """A softmax row has no "x prev" and takes no weight; the GELU after it still gets its fc1."""
+    torch.manual_seed(0)
+    model = nn.Sequential(HandWrittenBlock(), HandWrittenBlock())
+    for p in model.parameters():
+        if p.ndim == 2:
+            nn.init.normal_(p, 0.0, 1.0)  # large: the attention saturates
+    record(model, tmp_path / "t", torch.randn(8, 6, 16))
+    verdict = poorinit.analyze(tmp_path / "t", explain=True)
+    rows = {row.name: row for row in verdict.diagnosis.rows}
+    softmax, gelu = rows["0.softmax_input"], rows["0.gelu_input"]
+    assert softmax.weight is None and softmax.variance_ratio is None
+    assert softmax.saturated_share > 0.5 and softmax.mark == "saturated"
+    assert gelu.weight is not None and gelu.weight.name == "0.fc1.weight"
+    assert rows["1.gelu_input"].variance_ratio is not None  # against 0.gelu_input, not 1.softmax_input

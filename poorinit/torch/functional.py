@@ -10,7 +10,9 @@ count of a cross-entropy or NLL loss, the ``num_classes`` of the trial.
 
 What it cannot see: activations computed inside a fused C++ kernel (the gates
 of ``nn.LSTM`` and ``nn.GRU``, ``torch._transformer_encoder_layer_fwd``), and
-calls made in another thread. See docs/recording.md.
+calls made in another thread. Softmax calls and attention functions are seen
+too: their logits are the softmax's input (see attention.py).
+See docs/recording.md.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+
+from .attention import ATTENTION_FUNCTIONS, SOFTMAX_FUNCTIONS, attention_logits, softmax_logits
 
 __all__ = ["ACTIVATION_FUNCTIONS", "LOSS_FUNCTIONS", "FunctionalCapture"]
 
@@ -103,13 +107,20 @@ class FunctionalCapture(TorchFunctionMode):
         kwargs = kwargs or {}
         try:
             kind = ACTIVATION_FUNCTIONS.get(func)
+            softmax, attention, loss = func in SOFTMAX_FUNCTIONS, func in ATTENTION_FUNCTIONS, func in LOSS_FUNCTIONS
         except TypeError:  # an unhashable callable: never one of ours
-            kind = None
+            kind, softmax, attention, loss = None, False, False, False
         if kind is not None:
             value = _argument(args, kwargs, 0, "input", None)
             if isinstance(value, torch.Tensor):
                 self._on_activation(kind, value, args, kwargs)
-        elif func in LOSS_FUNCTIONS:
+        elif softmax or attention:
+            # Recorded as the softmax's input with its axis last (see attention.py);
+            # computed before the call, as every other input is.
+            logits = softmax_logits(args, kwargs) if softmax else attention_logits(func, args, kwargs)
+            if logits is not None and logits.shape[-1] >= 2:
+                self._on_activation("softmax", logits, args, kwargs)
+        elif loss:
             classes = class_count(args, kwargs)
             if classes is not None:
                 self._on_loss(classes)

@@ -1,0 +1,109 @@
+"""The input of a softmax, including the ones attention computes where no hook can see them.
+
+A softmax is an activation too, applied row by row: too large a start makes
+its rows one-hot, and a one-hot row passes almost no gradient (its Jacobian
+``diag(p) - p pᵀ`` vanishes). In attention this is the usual failure of a
+large initialisation: the query and key projections scale the logits by the
+square of the weights' scale, so a transformer whose every other layer is
+normalised can still start with every attention head frozen on one position.
+
+Three ways a softmax runs in PyTorch, and what is recorded for each:
+
+- ``torch.softmax`` / ``F.softmax`` / ``x.softmax(dim)`` (hand-written
+  attention, Hugging Face's eager attention, output heads): the input itself,
+  with the softmax axis moved last;
+- ``F.scaled_dot_product_attention`` (the fused kernel most code calls now):
+  the logits it would compute, ``q kᵀ · scale``;
+- ``F.multi_head_attention_forward`` (``nn.MultiheadAttention``, so
+  ``nn.TransformerEncoderLayer`` and ``nn.TransformerDecoderLayer``): the
+  logits of every head, from the layer's own projection weights.
+
+Masks are not applied: the logits' scale, not which positions are allowed,
+is what the initialisation sets. Every tensor is stored with shape
+``(..., rows, keys)``: one softmax row per last-axis vector.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "softmax_logits", "attention_logits"]
+
+SOFTMAX_FUNCTIONS = frozenset({F.softmax, torch.softmax, torch.Tensor.softmax})
+ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention, F.multi_head_attention_forward})
+
+
+def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, default: Any) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def softmax_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    """The input of a softmax call with its softmax axis last (``None`` if there is no tensor input)."""
+    value = _argument(args, kwargs, 0, "input", None)
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.dim() == 0:
+        return None
+    dim = _argument(args, kwargs, 1, "dim", None)
+    if dim is None:  # F.softmax's legacy implicit dimension
+        dim = 0 if value.dim() in (0, 1, 3) else 1
+    return value.movedim(int(dim), -1)
+
+
+def attention_logits(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    """The logits an attention function feeds its softmax: ``(batch, heads, queries, keys)``."""
+    with torch.no_grad():
+        if func is F.scaled_dot_product_attention:
+            return _sdpa_logits(args, kwargs)
+        return _mha_logits(args, kwargs)
+
+
+def _sdpa_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    query = _argument(args, kwargs, 0, "query", None)
+    key = _argument(args, kwargs, 1, "key", None)
+    if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor) or query.dim() < 2:
+        return None
+    scale = kwargs.get("scale") if len(args) <= 6 else args[6]
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.shape[-1])
+    if query.dim() >= 3 and key.dim() >= 3 and key.shape[-3] != query.shape[-3] and key.shape[-3] > 0:
+        # Grouped-query attention: each key head serves several query heads.
+        key = key.repeat_interleave(query.shape[-3] // key.shape[-3], dim=-3)
+    return (query @ key.transpose(-2, -1)) * scale
+
+
+def _mha_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    query = _argument(args, kwargs, 0, "query", None)
+    key = _argument(args, kwargs, 1, "key", None)
+    heads = _argument(args, kwargs, 4, "num_heads", None)
+    if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor) or not isinstance(heads, int):
+        return None
+    in_weight = _argument(args, kwargs, 5, "in_proj_weight", None)
+    in_bias = _argument(args, kwargs, 6, "in_proj_bias", None)
+    separate = bool(kwargs.get("use_separate_proj_weight", False))
+    embed = query.shape[-1]
+    if separate:
+        w_q, w_k = kwargs.get("q_proj_weight"), kwargs.get("k_proj_weight")
+    elif isinstance(in_weight, torch.Tensor):
+        w_q, w_k, _ = in_weight.chunk(3)
+    else:
+        return None
+    if not isinstance(w_q, torch.Tensor) or not isinstance(w_k, torch.Tensor):
+        return None
+    b_q = b_k = None
+    if isinstance(in_bias, torch.Tensor):
+        b_q, b_k, _ = in_bias.chunk(3)
+    if query.dim() == 2:  # unbatched: (L, E)
+        query, key = query.unsqueeze(1), key.unsqueeze(1)
+    q = F.linear(query, w_q, b_q)  # (L, N, E)
+    k = F.linear(key, w_k, b_k)  # (S, N, E)
+    length, batch = q.shape[0], q.shape[1]
+    head_dim = embed // heads
+    q = q.reshape(length, batch, heads, head_dim).permute(1, 2, 0, 3)  # (N, H, L, d)
+    k = k.reshape(k.shape[0], batch, heads, head_dim).permute(1, 2, 0, 3)  # (N, H, S, d)
+    return (q @ k.transpose(-2, -1)) / math.sqrt(head_dim)
