@@ -193,11 +193,24 @@ class Analysis:
         return bool(self.missing_workers())
 
     def workers(self) -> list[int]:
-        """The workers that wrote step files of the analysed mode, anywhere in the trial."""
+        """The workers that wrote step files of the analysed mode, anywhere in the trial, and those the
+        trial declares (root attribute ``workers``: ranks 0 to N-1), written or not: a worker that has
+        written nothing yet is missing, not absent."""
         mode_workers = getattr(self.trial, "mode_workers", None)
         if mode_workers is None:  # a reader of another format (poorinit/sources): its workers, all modes
-            return list(self.trial.workers)
-        return list(mode_workers(self.params.mode))
+            listed = list(self.trial.workers)
+        else:
+            listed = list(mode_workers(self.params.mode))
+        declared = self.declared_workers()
+        return sorted(set(listed) | set(range(declared))) if declared else listed
+
+    def declared_workers(self) -> int | None:
+        """The ``workers`` root attribute of the step files read, when it is a usable count."""
+        attrs = next((check.trial_attrs for check in self.checks if check.trial_attrs), {})
+        value = attrs.get(fmt.WORKERS_ATTR)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= fmt.MAX_DECLARED_WORKERS:
+            return None  # optional metadata that cannot be used is not there (docs/format.md)
+        return value
 
     @property
     def partial(self) -> bool:

@@ -154,20 +154,21 @@ class Report:
     rename over a FIFO or /dev/stdout).
     """
 
-    def __init__(self, path: str | None, append: bool = False, streamed: bool = False) -> None:
+    def __init__(self, path: str | None, append: bool = False, streamed: bool = False, what: str = "report") -> None:
         self.path = path
+        self.what = what  # in the error: "cannot write the report", "cannot write the plot"
         self.append = append or (path is not None and _is_step_summary(path))
         self.streamed = streamed
         self._fd = -1
         self._temporary: str | None = None  # the file renamed over path on close()
         self._direct = False
 
-    def write(self, text: str) -> None:
+    def write(self, text: str | bytes) -> None:
         """Write ``text`` whole, or raise PoorinitError leaving the file as it was before this call."""
         if self.path is None:
             click.echo(text, nl=False)
             return
-        data = text.encode("utf-8", "surrogateescape")
+        data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
         if self._fd < 0:
             self._open()
         self._write_chunk(data)
@@ -274,7 +275,7 @@ class Report:
             self._temporary = None
 
     def _unwritable(self, error: OSError) -> PoorinitError:
-        return PoorinitError(f"{self.path}: cannot write the report ({error.strerror or error})")
+        return PoorinitError(f"{self.path}: cannot write the {self.what} ({error.strerror or error})")
 
     def __enter__(self) -> Report:
         return self
@@ -579,10 +580,8 @@ def plot(trial: str, output: str, fmt: str, embed: bool, config_file: str | None
     settings = _settings(config_file, {**values})
     verdict = evaluate(Trial(trial), settings.rule_params(), explain=True)
     content = render(verdict, output)
-    try:
-        Path(output).write_bytes(content)
-    except OSError as error:
-        raise PoorinitError(f"{output}: cannot write the plot ({error.strerror or error})") from None
+    with Report(output, what="plot") as image:  # whole or not at all, as a report
+        image.write(content)
     if fmt == "markdown":
         click.echo(markdown(verdict, output, content if embed else None), nl=False)
     else:

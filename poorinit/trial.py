@@ -201,15 +201,19 @@ class DatasetTensor:
 
     @property
     def fill_value(self) -> float | None:
-        """What the storage holds until written, when it was allocated with the dataset (compact
-        layout, or early allocation); None when storage never written is refused otherwise
-        (allocated late or chunk by chunk: _check_storage counts what is stored)."""
+        """What the storage holds until written, when the writer asked for it to be allocated with
+        the dataset (early allocation of contiguous or chunked storage); None otherwise.
+
+        Storage allocated late or chunk by chunk, and never written, is refused by _check_storage
+        (it counts what is stored). Compact storage, which lives in the object header, is always
+        allocated with the dataset: TrialWriter stores small tensors so, and a loss of exactly 0
+        there is data, so compact storage never written cannot be told apart (docs/format.md)."""
         import h5py
 
         with _translated(_where(self.source), self.name):
             plist = self._dataset.id.get_create_plist()
-            early = plist.get_layout() == h5py.h5d.COMPACT or plist.get_alloc_time() == h5py.h5d.ALLOC_TIME_EARLY
-            if not early:
+            layout, alloc_time = plist.get_layout(), plist.get_alloc_time()
+            if layout == h5py.h5d.COMPACT or alloc_time != h5py.h5d.ALLOC_TIME_EARLY:
                 return None
             fill = np.zeros((1,), dtype=self._dataset.dtype)
             if plist.fill_value_defined() == h5py.h5d.FILL_VALUE_USER_DEFINED:
@@ -217,8 +221,8 @@ class DatasetTensor:
             return float(fill[0])
 
     def refuse_fill_only(self, values: np.ndarray) -> None:
-        """Refuse values that are all the fill value of storage allocated with the dataset: a dataset
-        created and never written reads back as its fill value (0 unless the writer set one).
+        """Refuse values that are all the fill value of storage allocated early: a dataset created
+        and never written reads back as its fill value (0 unless the writer set one).
 
         For a loss, which is one value and never exactly its fill value in a real run. Activation
         inputs and gradients are not asked: zeros there are data, and the rule judges them."""

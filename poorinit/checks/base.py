@@ -39,15 +39,19 @@ _MATCHED: dict[tuple[str, ...], dict[str, bool]] = {}
 
 def _bounded(pattern: str) -> Any:
     """The pattern compiled by the ``regex`` package, whose matching takes a
-    timeout (Python's ``re`` cannot be interrupted), with ``re``'s syntax."""
+    timeout (Python's ``re`` cannot be interrupted), with ``re``'s syntax.
+
+    ``.`` matches every character, a line break too (DOTALL): a tensor name
+    comes from the file, and a name like ``net.9\n.relu_input`` must not slip
+    past ``.*relu_input`` and leave its layer unjudged."""
     try:
         import regex
     except ImportError:  # an environment installed before the dependency was added: unbounded, as before
-        return _Unbounded(re.compile(pattern))
+        return _Unbounded(re.compile(pattern, re.DOTALL))
     try:
-        return regex.compile(pattern, flags=regex.VERSION0)
+        return regex.compile(pattern, flags=regex.VERSION0 | regex.DOTALL)
     except regex.error:  # the few patterns only re accepts: matched by re, without a bound
-        return _Unbounded(re.compile(pattern))
+        return _Unbounded(re.compile(pattern, re.DOTALL))
 
 
 class _Unbounded:
