@@ -364,10 +364,20 @@ def _deliver(targets: list[Target], render: Callable[[Any], str], terminal: Call
         click.echo(render(on_stdout.fmt), nl=False)
 
 
-def _terminal(quiet: bool, color: str, table: Callable[[], Any], line: Callable[[], Any]) -> None:
-    """The table on stdout, or with --quiet only the verdict line, unwrapped (one line for grep)."""
-    from .report.console import make_console
+def _terminal(quiet: bool, color: str, table: Callable[[], Any], line: Callable[[], Any],
+              plain: Callable[[bool], str | None] | None = None) -> None:
+    """The table on stdout, or with --quiet only the verdict line, unwrapped (one line for grep).
 
+    Into a pipe or a file without colour, ``plain`` draws the same text
+    without rich (whose import costs more than a small trial's analysis)."""
+    from .report.console import make_console, plain_stdout
+
+    if plain is not None and plain_stdout(color):
+        text = plain(quiet)
+        if text is not None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
     console = make_console(color=color)
     if quiet:
         console.print(line(), soft_wrap=True)
@@ -512,7 +522,9 @@ def analyze(trial: str, fmt: tuple[str, ...], outputs: tuple[str, ...], append: 
     _verdict_warnings([result])
     _deliver(targets, lambda chosen: _render(chosen, [result], verbose, scan=False),
              lambda: _terminal(quiet, color, lambda: _table().renderable(verdict, show_warnings=False),
-                               lambda: _table().verdict_line(verdict)),
+                               lambda: _table().verdict_line(verdict),
+                               lambda quiet: (_table().plain_verdict_line(verdict) + "\n" if quiet
+                                              else _table().plain_lines(verdict, show_warnings=False))),
              append)
     if statistics:
         on_stdout = _stdout_target(targets) is None or _stdout_target(targets).fmt is Format.TABLE  # type: ignore

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
+try:  # imported with the checks, not at the first selector: an analysis always compiles its regexes
+    import regex
+except ImportError:
+    regex = None  # type: ignore[assignment]
+
 from ..errors import ParameterError
 from ..params import RuleParams
 from ..trial import Tensor
@@ -44,9 +49,7 @@ def _bounded(pattern: str) -> Any:
     ``.`` matches every character, a line break too (DOTALL): a tensor name
     comes from the file, and a name like ``net.9\n.relu_input`` must not slip
     past ``.*relu_input`` and leave its layer unjudged."""
-    try:
-        import regex
-    except ImportError:  # an environment installed before the dependency was added: unbounded, as before
+    if regex is None:  # an environment installed before the dependency was added: unbounded, as before
         return _Unbounded(re.compile(pattern, re.DOTALL))
     try:
         return regex.compile(pattern, flags=regex.VERSION0 | regex.DOTALL)
