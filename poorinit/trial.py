@@ -75,6 +75,10 @@ H5_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# Opening a file: HDF5's failures, or memory running out on the way (told apart by _memory_failure).
+H5_OR_MEMORY_ERRORS: tuple[type[Exception], ...] = (*H5_ERRORS, MemoryError)
+
+
 BlockReader = Callable[["DatasetTensor"], Iterator[np.ndarray]]
 
 
@@ -780,7 +784,7 @@ class StepReader:
             # chunk is read once, front to back, so caching it only costs memory
             # (1 MiB per open dataset by default, more than a block).
             self._file = h5py.File(_hdf5_name(path, self._fd), "r", locking=False, rdcc_nbytes=0)
-        except (*H5_ERRORS, MemoryError) as error:
+        except H5_OR_MEMORY_ERRORS as error:
             os.close(self._fd)
             if _memory_failure(error):
                 raise _out_of_memory(path, None, memory_reason(error)) from None
