@@ -193,11 +193,24 @@ class Analysis:
         return bool(self.missing_workers())
 
     def workers(self) -> list[int]:
-        """The workers that wrote step files of the analysed mode, anywhere in the trial."""
+        """The workers that wrote step files of the analysed mode, anywhere in the trial, and those the
+        trial declares (root attribute ``workers``: ranks 0 to N-1), written or not: a worker that has
+        written nothing yet is missing, not absent."""
         mode_workers = getattr(self.trial, "mode_workers", None)
         if mode_workers is None:  # a reader of another format (poorinit/sources): its workers, all modes
-            return list(self.trial.workers)
-        return list(mode_workers(self.params.mode))
+            listed = list(self.trial.workers)
+        else:
+            listed = list(mode_workers(self.params.mode))
+        declared = self.declared_workers()
+        return sorted(set(listed) | set(range(declared))) if declared else listed
+
+    def declared_workers(self) -> int | None:
+        """The ``workers`` root attribute of the step files read, when it is a usable count."""
+        attrs = next((check.trial_attrs for check in self.checks if check.trial_attrs), {})
+        value = attrs.get(fmt.WORKERS_ATTR)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= fmt.MAX_DECLARED_WORKERS:
+            return None  # optional metadata that cannot be used is not there (docs/format.md)
+        return value
 
     @property
     def partial(self) -> bool:
@@ -321,13 +334,17 @@ def evaluate(
     analysis = Analysis(trial, params, checks, explain=explain)
     steps = analysed_steps(trial, params)
     workers = analysis_threads(trial, params, steps) if threads is None else max(1, threads)
-    if workers == 1 or len(steps) == 1 or explain:
+    if workers == 1 or explain:
         for step in steps:
             analysis.add_step(step)
     else:
+        from .parallel import using
+
         try:
-            for measured in _measured_in_parallel(analysis, steps, workers):
-                analysis.record(measured)
+            # Steps in order, the tensors of each on ``workers`` threads (poorinit/parallel.py).
+            with using(workers):
+                for step in steps:
+                    analysis.add_step(step)
         except RuntimeError as error:
             # No second thread to be had (its stack is address space: ulimit -v): one thread does it all.
             if "can't start new thread" not in str(error):
@@ -340,20 +357,20 @@ def evaluate(
 
 # Below this many bytes of step files to read, a second thread costs more than it saves.
 PARALLEL_BYTES = 32 << 20
-# Threads measuring steps at once: each holds up to stats.BUDGET_VALUES kept
-# gradient values (64 MiB of float32), so more threads would mostly cost memory.
+# Threads measuring the tensors of a step at once: two cores are what the
+# benchmark machine has; more would mostly add per-thread buffers.
 MAX_THREADS = 2
 
 
 def analysis_threads(trial: TrialReader, params: RuleParams, steps: Sequence[int]) -> int:
-    """How many threads measure steps: one per core (at most MAX_THREADS) when
+    """How many threads measure a step's tensors: one per core (at most MAX_THREADS) when
     the step files to read are large enough to pay for it.
 
     Threads, not processes: numpy releases the GIL in the statistics, h5py's
     reads are short, and a thread costs no start-up, no pickling and no second
     copy of numpy in memory."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(cores, MAX_THREADS, len(steps))
+    workers = min(cores, MAX_THREADS)
     if workers < 2 or not isinstance(trial, Trial):
         # Other readers (SageMaker Debugger's format, remote stores) read on one thread.
         return 1
@@ -369,24 +386,6 @@ def analysis_threads(trial: TrialReader, params: RuleParams, steps: Sequence[int
             if total >= PARALLEL_BYTES:
                 return workers
     return 1
-
-
-def _measured_in_parallel(analysis: Analysis, steps: Sequence[int], workers: int) -> Iterator[StepMeasures]:
-    """Each step's measures, in step order, ``workers`` steps in flight at once.
-
-    A step that fails raises its error once the steps before it are yielded,
-    as a serial run would; the steps in flight after it are finished and
-    dropped, and none is started after it."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    pending = iter(steps)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poorinit-step") as pool:
-        in_flight = deque(pool.submit(analysis.measure, step) for step in islice(pending, workers))
-        while in_flight:
-            measured = in_flight.popleft().result()  # the first failure in step order raises here
-            for step in islice(pending, 1):
-                in_flight.append(pool.submit(analysis.measure, step))
-            yield measured
 
 
 def analyze(

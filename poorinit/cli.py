@@ -154,20 +154,21 @@ class Report:
     rename over a FIFO or /dev/stdout).
     """
 
-    def __init__(self, path: str | None, append: bool = False, streamed: bool = False) -> None:
+    def __init__(self, path: str | None, append: bool = False, streamed: bool = False, what: str = "report") -> None:
         self.path = path
+        self.what = what  # in the error: "cannot write the report", "cannot write the plot"
         self.append = append or (path is not None and _is_step_summary(path))
         self.streamed = streamed
         self._fd = -1
         self._temporary: str | None = None  # the file renamed over path on close()
         self._direct = False
 
-    def write(self, text: str) -> None:
+    def write(self, text: str | bytes) -> None:
         """Write ``text`` whole, or raise PoorinitError leaving the file as it was before this call."""
         if self.path is None:
             click.echo(text, nl=False)
             return
-        data = text.encode("utf-8", "surrogateescape")
+        data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
         if self._fd < 0:
             self._open()
         self._write_chunk(data)
@@ -274,7 +275,7 @@ class Report:
             self._temporary = None
 
     def _unwritable(self, error: OSError) -> PoorinitError:
-        return PoorinitError(f"{self.path}: cannot write the report ({error.strerror or error})")
+        return PoorinitError(f"{self.path}: cannot write the {self.what} ({error.strerror or error})")
 
     def __enter__(self) -> Report:
         return self
@@ -363,10 +364,20 @@ def _deliver(targets: list[Target], render: Callable[[Any], str], terminal: Call
         click.echo(render(on_stdout.fmt), nl=False)
 
 
-def _terminal(quiet: bool, color: str, table: Callable[[], Any], line: Callable[[], Any]) -> None:
-    """The table on stdout, or with --quiet only the verdict line, unwrapped (one line for grep)."""
-    from .report.console import make_console
+def _terminal(quiet: bool, color: str, table: Callable[[], Any], line: Callable[[], Any],
+              plain: Callable[[bool], str | None] | None = None) -> None:
+    """The table on stdout, or with --quiet only the verdict line, unwrapped (one line for grep).
 
+    Into a pipe or a file without colour, ``plain`` draws the same text
+    without rich (whose import costs more than a small trial's analysis)."""
+    from .report.console import make_console, plain_stdout
+
+    if plain is not None and plain_stdout(color):
+        text = plain(quiet)
+        if text is not None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
     console = make_console(color=color)
     if quiet:
         console.print(line(), soft_wrap=True)
@@ -511,7 +522,9 @@ def analyze(trial: str, fmt: tuple[str, ...], outputs: tuple[str, ...], append: 
     _verdict_warnings([result])
     _deliver(targets, lambda chosen: _render(chosen, [result], verbose, scan=False),
              lambda: _terminal(quiet, color, lambda: _table().renderable(verdict, show_warnings=False),
-                               lambda: _table().verdict_line(verdict)),
+                               lambda: _table().verdict_line(verdict),
+                               lambda quiet: (_table().plain_verdict_line(verdict) + "\n" if quiet
+                                              else _table().plain_lines(verdict, show_warnings=False))),
              append)
     if statistics:
         on_stdout = _stdout_target(targets) is None or _stdout_target(targets).fmt is Format.TABLE  # type: ignore
@@ -567,10 +580,8 @@ def plot(trial: str, output: str, fmt: str, embed: bool, config_file: str | None
     settings = _settings(config_file, {**values})
     verdict = evaluate(Trial(trial), settings.rule_params(), explain=True)
     content = render(verdict, output)
-    try:
-        Path(output).write_bytes(content)
-    except OSError as error:
-        raise PoorinitError(f"{output}: cannot write the plot ({error.strerror or error})") from None
+    with Report(output, what="plot") as image:  # whole or not at all, as a report
+        image.write(content)
     if fmt == "markdown":
         click.echo(markdown(verdict, output, content if embed else None), nl=False)
     else:

@@ -23,8 +23,10 @@ trial is marked finished. A worker first seen after some steps were judged
 makes those steps be read again once its files for them arrive, and a pass is
 not concluded while an analysed step lacks a known worker's file (unless the
 trial is finished): ``--follow`` and ``analyze`` of the same files agree. A
-worker that has written nothing at all cannot be known to exist; the
-per-worker FINISHED markers (docs/format.md) are what closes that gap. Files written by :class:`~poorinit.TrialWriter`
+worker that has written nothing at all is known only when the trial declares
+its workers (root attribute ``workers``, docs/format.md): it is then waited
+for like any other; without it, the per-worker FINISHED markers are what
+closes that gap. Files written by :class:`~poorinit.TrialWriter`
 appear whole (temporary name, then rename); a step file written in place by
 another writer may fail to open while it is being written, so such a failure
 is retried until the file has been left alone for :data:`SETTLE_SECONDS`.

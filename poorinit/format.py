@@ -21,6 +21,10 @@ WORKER_FINISHED_RE = re.compile(r"^FINISHED_(?P<worker>\d{1,9})$")
 # The per-file attributes every step file carries; the reader checks that the
 # last three agree with the file name.
 REQUIRED_ATTRS = (FORMAT_ATTR, "step", "mode", "worker")
+# Optional root attribute: how many workers (ranks 0 to N-1) write the trial, so that a
+# worker that has written nothing yet is still waited for (docs/format.md).
+WORKERS_ATTR = "workers"
+MAX_DECLARED_WORKERS = 65_536
 
 # What the writer asks of HDF5 so that every byte a reader needs is covered by
 # a checksum: "v110" as the lower library bound gives a version-3 superblock,

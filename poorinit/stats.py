@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .parallel import map_in_order, threads
+
 # Finite values kept in memory between passes, and the most values gathered
 # from one bin: 16M values (64 MiB of float32, 128 MiB of float64). Above it
 # the source is read again.
@@ -111,6 +113,16 @@ class _Arena:
 
     def give_back(self) -> None:
         self._lock.release()
+
+    def region(self, nbytes: int) -> np.ndarray | None:
+        """``nbytes`` of contiguous memory (the first segment, grown once to the
+        largest size asked), or None past the capacity; for the arena's holder."""
+        if nbytes > self.capacity:
+            return None
+        if not self._segments or self._segments[0].size < nbytes:
+            fresh = np.empty(max(nbytes, self.SEGMENT), dtype=np.uint8)
+            self._segments[:1] = [fresh]
+        return self._segments[0][:nbytes]
 
 
 KEPT = _Arena(KEPT_BYTES)
@@ -429,15 +441,7 @@ class _Census:
             self._histogram(x)
 
     def _histogram(self, x: np.ndarray) -> None:
-        for start in range(0, x.size, SLICE):
-            part = x[start : start + SLICE]
-            index = _scratch("index", part.size, np.intp)
-            np.copyto(index, _raw_prefixes(part))
-            counts = np.bincount(index, minlength=_BINS)
-            if self._raw_histogram is None:
-                self._raw_histogram = counts
-            else:
-                self._raw_histogram += counts
+        self._raw_histogram = _count_prefixes(x, self._raw_histogram)
 
     def release(self) -> None:
         """Give the arena back (the kept blocks in it are no longer valid)."""
@@ -478,6 +482,20 @@ class _Census:
         if self._raw_histogram is None:
             return np.zeros(_BINS, dtype=np.intp)
         return self._raw_histogram[_RAW_OF_KEY]
+
+
+def _count_prefixes(x: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
+    """``counts`` (or a new histogram) plus the count of ``x``'s values per raw top-16-bit prefix."""
+    for start in range(0, x.size, SLICE):
+        part = x[start : start + SLICE]
+        index = _scratch("index", part.size, np.intp)
+        np.copyto(index, _raw_prefixes(part))
+        found = np.bincount(index, minlength=_BINS)
+        if counts is None:
+            counts = found
+        else:
+            counts += found
+    return counts if counts is not None else np.zeros(_BINS, dtype=np.intp)
 
 
 def _raw_prefixes(x: np.ndarray) -> np.ndarray:
@@ -530,6 +548,33 @@ class _Bin:
         return _Bin((self.prefix << _BITS) | sub, self.bits + _BITS, below, int(histogram[sub]), self.width)
 
 
+def _halves(blocks: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """The blocks in two runs of about as many values each (one run when one thread measures)."""
+    if threads() < 2 or len(blocks) < 2:
+        return [blocks]
+    total, running = sum(b.size for b in blocks), 0
+    for index, block in enumerate(blocks):
+        running += block.size
+        if 2 * running >= total:
+            return [blocks[: index + 1], blocks[index + 1 :]]
+    return [blocks]
+
+
+def _gather(blocks: Iterable[np.ndarray], group: Sequence[_Bin], width: _Width) -> dict[_Bin, list[np.ndarray]]:
+    """The values of ``blocks`` in each bin of ``group``."""
+    gathered: dict[_Bin, list[np.ndarray]] = {b: [] for b in group}
+    tops = np.zeros(_BINS, dtype=bool)
+    tops[[b.raw_top for b in group]] = True
+    for x in _finite_blocks(blocks, width):
+        raw = _raw_prefixes(x)
+        chosen = np.take(tops, raw, out=_scratch("chosen", x.size, np.bool_))
+        x, raw = x[chosen], raw[chosen]
+        if x.size:
+            for b in group:
+                gathered[b].append(b.members(x, raw))
+    return gathered
+
+
 def _finite_blocks(blocks: Iterable[np.ndarray], width: _Width) -> Iterator[np.ndarray]:
     """The finite values of each block as ``width``'s floats; each valid until the next is asked for."""
     for block in blocks:
@@ -580,15 +625,11 @@ def _order_statistics(
             size += wanted[0].count
             group.append(wanted.pop(0))
         gathered: dict[_Bin, list[np.ndarray]] = {b: [] for b in group}
-        tops = np.zeros(_BINS, dtype=bool)
-        tops[[b.raw_top for b in group]] = True
-        for x in _finite_blocks(blocks, width):
-            raw = _raw_prefixes(x)
-            chosen = np.take(tops, raw, out=_scratch("chosen", x.size, np.bool_))
-            x, raw = x[chosen], raw[chosen]
-            if x.size:
-                for b in group:
-                    gathered[b].append(b.members(x, raw))
+        # Blocks held in memory are gathered on the analysis's threads, half each.
+        halves = _halves(blocks) if isinstance(blocks, list) else [blocks]
+        for part in map_in_order(lambda half: _gather(half, group, width), halves):
+            for b in group:
+                gathered[b].extend(part[b])
         for b in group:
             members = np.concatenate(gathered[b])
             local = sorted(rank - b.below for rank, owner in bins.items() if owner == b)
@@ -596,3 +637,114 @@ def _order_statistics(
             for index in local:
                 values[b.below + index] = float(members[index])
     return values
+
+
+@dataclass(frozen=True)
+class PooledSpread:
+    """What one reading of several sources gives: the pooled spread, and per source its moments and zeros."""
+
+    spread: Spread
+    moments: list[list[Moments]]  # per source, per block: merged in order they give the serial figures
+    zeros: list[int]
+
+
+def pools(sizes: Sequence[int], budget: int = BUDGET_VALUES) -> bool:
+    """Whether :func:`pooled_spread` reads sources of these sizes on threads, once."""
+    return threads() > 1 and PARTITION_MAX < sum(sizes) <= budget
+
+
+class _Source:
+    """What :func:`pooled_spread` reads: a size and blocks (a :class:`~poorinit.trial.Tensor`)."""
+
+    size: int
+
+    def blocks(self) -> Iterable[np.ndarray]: ...  # pragma: no cover
+
+
+def pooled_spread(
+    sources: Sequence[_Source], low: float = 5.0, high: float = 95.0, *, budget: int = BUDGET_VALUES
+) -> PooledSpread:
+    """The ``low``-``high`` percentile spread of every value of every source
+    (exactly :func:`percentile_spread` of them all), with each source's
+    :class:`Moments` and count of zeros, each source read once.
+
+    The sources are read on the analysis's threads (poorinit.parallel), each
+    into its own region of the process-wide arena: float32 values, all
+    finite, fitting ``budget`` and the arena, are counted per top-16-bit
+    prefix by the thread that read them and the order statistics are gathered
+    from the arena, half each. Anything else (another dtype, a non-finite
+    value, a sample past the budget or too small to pay for threads, the arena
+    held) is counted by :func:`percentile_spread` over the sources again:
+    the same figures, at the cost of a second reading.
+    """
+    sizes = [int(source.size) for source in sources]
+    total = sum(sizes)
+    arena = KEPT.take() if pools(sizes, budget) else None
+    try:
+        region = None if arena is None else arena.region(4 * total)
+        views: list[np.ndarray | None] = [None] * len(sources)
+        if region is not None:
+            values, start = region.view(np.float32), 0
+            for index, size in enumerate(sizes):
+                views[index] = values[start : start + size]
+                start += size
+        firsts = map_in_order(lambda pair: _first_pass(*pair), list(zip(sources, views, strict=True)))
+        kept_all = region is not None and all(first.kept is not None for first in firsts)
+        if kept_all:
+            histogram = np.zeros(_BINS, dtype=np.intp)
+            for first in firsts:
+                if first.histogram is not None:
+                    histogram += first.histogram
+            kept = [first.kept for first in firsts if first.kept is not None and first.kept.size]
+            n = sum(block.size for block in kept)
+            plans = [_linear(n, q) for q in (low, high)]
+            ranks = sorted({rank for previous, following, _ in plans for rank in (previous, following)})
+            stats = _order_statistics(kept, histogram[_RAW_OF_KEY], ranks, budget, _W32)
+            figures = tuple(_lerp(stats[p], stats[f], gamma) for p, f, gamma in plans)
+            spread = Spread(figures[0], figures[1], n, 0)
+    finally:
+        if arena is not None:
+            arena.give_back()
+    if not kept_all:
+        spread = percentile_spread(_Again(sources), low, high, budget=budget)
+    return PooledSpread(spread, [first.moments for first in firsts], [first.zeros for first in firsts])
+
+
+@dataclass
+class _FirstPass:
+    moments: list[Moments]  # per block
+    zeros: int
+    kept: np.ndarray | None  # the source's values in its arena region; None when not kept
+    histogram: np.ndarray | None
+
+
+def _first_pass(source: _Source, view: np.ndarray | None) -> _FirstPass:
+    total: list[Moments] = []
+    zeros, filled, histogram = 0, 0, None
+    for block in source.blocks():
+        array = np.asarray(block).reshape(-1)
+        measured = Moments.of(array)
+        total.append(measured)
+        zeros += int(np.count_nonzero(array == 0))
+        if view is None:
+            continue
+        if array.dtype != np.float32 or not array.dtype.isnative or measured.nonfinite or \
+                filled + array.size > view.size:
+            view = None  # counted again by percentile_spread
+            continue
+        kept = view[filled : filled + array.size]
+        np.copyto(kept, array)
+        histogram = _count_prefixes(kept, histogram)
+        filled += array.size
+    return _FirstPass(total, zeros, None if view is None else view[:filled], histogram)
+
+
+class _Again:
+    """Every block of the sources, each time it is iterated (a re-readable source)."""
+
+    def __init__(self, sources: Sequence[_Source]) -> None:
+        self._sources = sources
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for source in self._sources:
+            yield from source.blocks()

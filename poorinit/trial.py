@@ -186,14 +186,14 @@ class DatasetTensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def attrs(self) -> Mapping[str, Any]:
         """Read on first use only: the checks that never look pay nothing."""
         if self._attrs is None:
             with _translated(_where(self.source), self.name):
-                self._attrs = _plain_attrs(self._dataset.attrs, skip=(fmt.COLLECTIONS_ATTR,))
+                self._attrs = _plain_attrs(self._dataset.id, skip=(fmt.COLLECTIONS_ATTR,))
         return self._attrs
 
     def _error(self, problem: str) -> TensorError:
@@ -201,15 +201,19 @@ class DatasetTensor:
 
     @property
     def fill_value(self) -> float | None:
-        """What the storage holds until written, when it was allocated with the dataset (compact
-        layout, or early allocation); None when storage never written is refused otherwise
-        (allocated late or chunk by chunk: _check_storage counts what is stored)."""
+        """What the storage holds until written, when the writer asked for it to be allocated with
+        the dataset (early allocation of contiguous or chunked storage); None otherwise.
+
+        Storage allocated late or chunk by chunk, and never written, is refused by _check_storage
+        (it counts what is stored). Compact storage, which lives in the object header, is always
+        allocated with the dataset: TrialWriter stores small tensors so, and a loss of exactly 0
+        there is data, so compact storage never written cannot be told apart (docs/format.md)."""
         import h5py
 
         with _translated(_where(self.source), self.name):
             plist = self._dataset.id.get_create_plist()
-            early = plist.get_layout() == h5py.h5d.COMPACT or plist.get_alloc_time() == h5py.h5d.ALLOC_TIME_EARLY
-            if not early:
+            layout, alloc_time = plist.get_layout(), plist.get_alloc_time()
+            if layout == h5py.h5d.COMPACT or alloc_time != h5py.h5d.ALLOC_TIME_EARLY:
                 return None
             fill = np.zeros((1,), dtype=self._dataset.dtype)
             if plist.fill_value_defined() == h5py.h5d.FILL_VALUE_USER_DEFINED:
@@ -217,8 +221,8 @@ class DatasetTensor:
             return float(fill[0])
 
     def refuse_fill_only(self, values: np.ndarray) -> None:
-        """Refuse values that are all the fill value of storage allocated with the dataset: a dataset
-        created and never written reads back as its fill value (0 unless the writer set one).
+        """Refuse values that are all the fill value of storage allocated early: a dataset created
+        and never written reads back as its fill value (0 unless the writer set one).
 
         For a loss, which is one value and never exactly its fill value in a real run. Activation
         inputs and gradients are not asked: zeros there are data, and the rule judges them."""
@@ -645,21 +649,79 @@ def _plain(value: Any) -> Any:
     return _text(value) if isinstance(value, bytes) else value
 
 
-def _plain_attrs(attrs: Any, skip: Sequence[str] = ()) -> dict[str, Any]:
+def _plain_attrs(oid: Any, skip: Sequence[str] = ()) -> dict[str, Any]:
     """Every readable attribute as a plain value; one that cannot be read is left out.
 
     The metadata is optional by contract: an attribute poorinit cannot decode
     must not refuse a tensor whose values are fine, it is simply not there.
+    ``oid`` is the object's low-level id; the values are read through the
+    low-level API (see _attribute).
     """
+    import h5py
+
     plain: dict[str, Any] = {}
-    for key in list(attrs):
+    names: list[bytes] = []
+    h5py.h5a.iterate(oid, lambda name, *_: names.append(name))
+    for raw in names:
+        key = _decoded(raw)
         if key in skip:
             continue
         try:
-            plain[key] = _plain(attrs[key])
+            plain[key] = _plain(_attribute(oid, raw))
         except H5_ERRORS:
             continue
     return plain
+
+
+def _decoded(raw: bytes) -> str | bytes:
+    """A name as h5py's high-level layer gives it: UTF-8 text, else the bytes."""
+    try:
+        return raw.decode("utf8")
+    except UnicodeDecodeError:
+        return raw
+
+
+# h5py type objects of the attribute dtypes met so far: building one costs
+# more than reading the attribute.
+_MEMORY_TYPES: dict[np.dtype[Any], Any] = {}
+
+
+def _attribute(oid: Any, name: bytes | str) -> Any:
+    """The value of an attribute of an HDF5 object, as ``h5py``'s ``attrs[name]``
+    gives it (a numpy scalar or array), read through the low-level API: the
+    high-level one costs four times as much, and a scan reads a few attributes
+    of every step file of thousands of trials. Raises KeyError when absent.
+
+    Numbers, booleans and fixed-length strings only; anything else (variable
+    length strings, compound or array types, empty dataspaces) is read by the
+    high-level layer, so every attribute reads exactly as h5py reads it.
+    """
+    import h5py
+
+    raw = name.encode("utf8") if isinstance(name, str) else name
+    attr = h5py.h5a.open(oid, raw)
+    shape = attr.shape
+    dtype = attr.dtype
+    if shape is None or dtype.kind not in "biufS" or dtype.subdtype is not None or dtype.names:
+        return h5py.AttributeManager(_HighLevel(oid))[raw]
+    if dtype.kind == "S":
+        # Fixed-length bytes, copied as stored: equal numpy dtypes may stand for
+        # strings of different character sets, which HDF5 will not convert.
+        memory = attr.get_type()
+    else:
+        memory = _MEMORY_TYPES.get(dtype)
+        if memory is None:
+            memory = _MEMORY_TYPES[dtype] = h5py.h5t.py_create(dtype)
+    out = np.zeros(shape, dtype=dtype)
+    attr.read(out, mtype=memory)
+    return out[()] if out.ndim == 0 else out
+
+
+class _HighLevel:
+    """The least of an h5py high-level object that AttributeManager needs."""
+
+    def __init__(self, oid: Any) -> None:
+        self.id = oid
 
 
 class StepReader:
@@ -731,10 +793,13 @@ class StepReader:
             )
 
     def _attr(self, key: str) -> Any:
+        import h5py
+
         path = self.step_file.path
+        raw = key.encode("utf8")
         with _translated(path):
-            attrs = self._file.attrs
-            present = key in attrs
+            oid = self._file.id
+            present = h5py.h5a.exists(oid, raw)
         if not present:
             if key == fmt.FORMAT_ATTR:
                 raise StepFileError(
@@ -745,7 +810,7 @@ class StepReader:
                 path, f"lacks the required attribute {key!r}; write step files as docs/format.md specifies"
             )
         try:
-            return _plain(attrs[key])
+            return _plain(_attribute(oid, raw))
         except H5_ERRORS as error:
             raise StepFileError(
                 path, f"has an unreadable attribute {key!r} ({_h5_reason(error)}); write it as docs/format.md specifies"
@@ -792,7 +857,7 @@ class StepReader:
         """The file's root attributes as plain values (``format``, ``step``, ... and
         optional ones such as ``num_classes``)."""
         with _translated(self.step_file.path):
-            return _plain_attrs(self._file.attrs)
+            return _plain_attrs(self._file.id)
 
     def tensor_names(self) -> list[tuple[str, tuple[str, ...]]]:
         """(name, collections) of every tensor, from metadata only, in the file's order.
@@ -827,8 +892,7 @@ class StepReader:
                     continue
                 name = f"{prefix}{key}"
                 with _translated(path, name):
-                    link = group.get(key, getlink=True)
-                    obj = None if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)) else group[key]
+                    link, obj = _entry(group, key)
                     collections = _collections(obj) if isinstance(obj, h5py.Dataset) else ()
                 if isinstance(link, h5py.SoftLink):
                     raise TensorError(
@@ -913,16 +977,48 @@ class StepReader:
         self.close()
 
 
+def _entry(group: Any, key: str | bytes) -> tuple[Any, Any]:
+    """(link, object) of a group's member, as ``group.get(key, getlink=True)``
+    and ``group[key]`` give them (the object None for a soft or external
+    link, which is never followed), through the low-level API: the
+    high-level lookups cost several times more, once per tensor of every
+    step file a scan opens."""
+    import h5py
+
+    raw = key.encode("utf8") if isinstance(key, str) else key
+    gid = group.id
+    kind = gid.links.get_info(raw).type
+    if kind == h5py.h5l.TYPE_SOFT:
+        return h5py.SoftLink(_decoded(gid.links.get_val(raw))), None
+    if kind == h5py.h5l.TYPE_EXTERNAL:
+        filename, target = gid.links.get_val(raw)
+        return h5py.ExternalLink(_decoded(filename), _decoded(target)), None
+    if kind != h5py.h5l.TYPE_HARD:  # a user-defined link class: as the high-level layer sees it
+        return group.get(key, getlink=True), group[key]
+    oid = h5py.h5o.open(gid, raw)
+    if isinstance(oid, h5py.h5d.DatasetID):
+        return h5py.HardLink(), h5py.Dataset(oid)
+    if isinstance(oid, h5py.h5g.GroupID):
+        return h5py.HardLink(), h5py.Group(oid)
+    return h5py.HardLink(), group[key]  # a committed datatype: listed as nothing
+
+
 def _address(obj: Any) -> int:
     import h5py
 
     return int(h5py.h5o.get_info(obj.id).addr)
 
 
+_COLLECTIONS_NAME = fmt.COLLECTIONS_ATTR.encode()
+
+
 def _collections(dataset: Any) -> tuple[str, ...]:
-    raw = dataset.attrs.get(fmt.COLLECTIONS_ATTR)
-    if raw is None:
+    import h5py
+
+    oid = dataset.id
+    if not h5py.h5a.exists(oid, _COLLECTIONS_NAME):
         return ()
+    raw = _attribute(oid, _COLLECTIONS_NAME)
     values = [raw] if isinstance(raw, (str, bytes)) else list(np.asarray(raw).reshape(-1))
     names: list[str] = []
     for value in values:

@@ -129,3 +129,11 @@ def test_a_full_disk_appends_nothing_to_a_step_summary(tiny_disk: dict) -> None:
     assert found["returncode"] == 2
     assert found["stderr"].strip().endswith("summary.md: cannot write the report (No space left on device)")
     assert found["files"] == {"summary.md": "x" * 7500}, "the summary holds what it held, not half a report"
+
+
+def test_a_plot_is_written_whole_or_not_at_all(trial: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the 'plot' extra")
+    full = tmp_path / "full.png"
+    full.symlink_to("/dev/full")
+    expect_error(run("plot", str(trial), "-o", str(full)), "plot-unwritable", full, "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.png"], "no temporary file left"

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import format as fmt
+from ..parallel import map_in_order
 from ..stats import Moments, moments
 from ..trial import Tensor
 from .base import Check, CriterionResult, Selector, Status
@@ -88,11 +89,14 @@ class ActivationVarianceCheck(Check):
     def measure(self, step: int, tensors: Mapping[str, Sequence[Tensor]]) -> dict[str, Layer]:
         # Workers see different slices of one global batch: pooling their
         # moments exactly gives the variance of the global batch.
+        # Each tensor's moments on the analysis's threads, merged in order: the serial figures.
+        every = [tensor for per_worker in tensors.values() for tensor in per_worker]
+        measured = iter(map_in_order(lambda tensor: moments(tensor.blocks()), every))
         layers = {}
         for name, per_worker in tensors.items():
             total = Moments()
-            for tensor in per_worker:
-                total = total.merge(moments(tensor.blocks()))
+            for _ in per_worker:
+                total = total.merge(next(measured))
             layers[name] = Layer(total, dict(getattr(per_worker[0], "attrs", {}) or {}))
         return layers
 

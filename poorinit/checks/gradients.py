@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import format as fmt
-from ..stats import Moments, Spread, percentile_spread
+from ..stats import Moments, Spread, percentile_spread, pooled_spread, pools
 from ..trial import Tensor
 from .base import Check, CriterionResult, Selector, Status
 
@@ -49,14 +49,27 @@ class GradientSpreadCheck(Check):
         return Selector(fmt.GRADIENTS, self.params.gradient_regex)
 
     def measure(self, step: int, tensors: Mapping[str, Sequence[Tensor]]) -> GradientMeasure:
-        pooled = _Pooled(tensors)
-        spread = percentile_spread(pooled)
-        per_tensor = pooled.moments or {}
+        every = [tensor for per_worker in tensors.values() for tensor in per_worker]
+        if pools([tensor.size for tensor in every]):
+            # On the analysis's threads, each tensor read once (poorinit/stats.py, pooled_spread).
+            read = pooled_spread(every)
+            spread, zeros, per_block = read.spread, sum(read.zeros), iter(read.moments)
+            per_tensor: dict[str, Moments] = {}
+            for name, per_worker in tensors.items():
+                total = Moments()
+                for _ in per_worker:
+                    for block in next(per_block):
+                        total = total.merge(block)
+                per_tensor[name] = total
+        else:
+            pooled = _Pooled(tensors)
+            spread = percentile_spread(pooled)
+            per_tensor, zeros = pooled.moments or {}, pooled.zeros
         quietest = min(per_tensor, key=lambda n: per_tensor[n].variance if per_tensor[n].count else math.inf)
         nonfinite_in = next((n for n, m in per_tensor.items() if m.nonfinite), None)
         variance = per_tensor[quietest].variance
         std = math.sqrt(variance) if variance >= 0 else math.nan  # NaN (no values, or overflowed) stays NaN
-        return GradientMeasure(spread, quietest, std, nonfinite_in, pooled.zeros)
+        return GradientMeasure(spread, quietest, std, nonfinite_in, zeros)
 
     def judge(self, measures: Mapping[int, GradientMeasure]) -> CriterionResult:
         limit = self.params.distribution_range

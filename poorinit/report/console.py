@@ -50,6 +50,11 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
+def plain_stdout(color: str) -> bool:
+    """Whether stdout gets plain text: neither a terminal nor coloured."""
+    return not _isatty(sys.stdout) and not wants_color(color, sys.stdout)
+
+
 def make_console(*, stderr: bool = False, color: str = "auto", file: IO[str] | None = None) -> Any:
     """A rich Console on stdout (or stderr, or ``file``) following the rules above."""
     from rich.console import Console

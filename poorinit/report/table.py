@@ -106,6 +106,67 @@ def renderable(verdict: Verdict, show_warnings: bool = True) -> Group:
     return Group(*parts)
 
 
+def _cells(text: str) -> int:
+    """Terminal cells ``text`` takes, as rich counts them (a wide character takes two)."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def _boxed(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a rich ``Table()`` (heavy head box, one space of padding)
+    of plain cells, at unbounded width: what rich draws into a pipe."""
+    widths = [max(_cells(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(left: str, middle: str, right: str, fill: str) -> str:
+        return left + middle.join(fill * (w + 2) for w in widths) + right
+
+    def cells(edge: str, row: Sequence[str]) -> str:
+        return edge + edge.join(f" {text}{' ' * (w - _cells(text))} " for text, w in zip(row, widths, strict=True)) \
+            + edge
+
+    return [line("┏", "┳", "┓", "━"), cells("┃", header), line("┡", "╇", "┩", "━"),
+            *(cells("│", row) for row in rows), line("└", "┴", "┘", "─")]
+
+
+def plain_lines(verdict: Verdict, show_warnings: bool = True) -> str | None:
+    """What :func:`renderable` prints on a console that is neither a terminal
+    nor coloured (a pipe, a file, a CI log), drawn without rich, which costs
+    more to import than a small trial costs to analyse. None when only rich
+    can draw it (the --explain diagnosis). tests/test_report.py holds the two
+    to the same output."""
+    if verdict.diagnosis is not None:
+        return None
+    span = f"steps {verdict.steps[0]}-{verdict.steps[-1]}" if verdict.steps else "no steps"
+    lines = [escape.terminal(f"PoorWeightInitialization · {verdict.trial} · {verdict.params.mode} {span}")]
+    rows = [(escape.terminal(c.title), LABELS[c.status], figure(c.figure), limit(c),
+             "-" if c.step is None else str(c.step), escape.terminal(c.tensor or "-")) for c in verdict.criteria]
+    lines += _boxed(("criterion", "status", "figure", "limit", "step", "tensor"), rows)
+    shown: dict[str, str] = {}
+    for c in verdict.criteria:
+        lines.append(f"{escape.terminal(c.title)}: {escape.terminal(c.reason)}")
+        if c.remedy:
+            same = shown.setdefault(c.remedy, c.title)
+            lines.append(f"  remedy: {escape.terminal(c.remedy if same == c.title else f'as for {same}')}")
+    if show_warnings:
+        lines += [escape.terminal(f"warning: {w}") for w in verdict.warnings]
+    lines.append(plain_verdict_line(verdict))
+    return "\n".join(lines) + "\n"
+
+
+def plain_verdict_line(verdict: Verdict) -> str:
+    """:func:`verdict_line` without colour, drawn without rich."""
+    evaluated = [c for c in verdict.criteria if c.status is not Status.NOT_APPLICABLE]
+    fired = [c.title for c in verdict.criteria if c.fired]
+    if fired:
+        return (f"FIRED: poor initialisation in {escape.terminal(verdict.trial)} ({', '.join(fired)}; "
+                f"{len(fired)} of {len(evaluated)} evaluated criteria fired)")
+    return (f"passed: {escape.terminal(verdict.trial)} looks well initialised ({len(evaluated)} of "
+            f"{len(verdict.criteria)} criteria evaluated)")
+
+
 SCAN_STYLES = {"fired": "bold red", "passed": "green", "error": "yellow"}
 SCAN_LABELS = {"fired": "FIRED", "passed": "passed", "error": "error"}
 
