@@ -197,10 +197,8 @@ class Analysis:
         trial declares (root attribute ``workers``: ranks 0 to N-1), written or not: a worker that has
         written nothing yet is missing, not absent."""
         mode_workers = getattr(self.trial, "mode_workers", None)
-        if mode_workers is None:  # a reader of another format (poorinit/sources): its workers, all modes
-            listed = list(self.trial.workers)
-        else:
-            listed = list(mode_workers(self.params.mode))
+        # A reader of another format (poorinit/sources) has no mode_workers: its workers, all modes.
+        listed = list(self.trial.workers) if mode_workers is None else list(mode_workers(self.params.mode))
         declared = self.declared_workers()
         return sorted(set(listed) | set(range(declared))) if declared else listed
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 import click
@@ -227,10 +228,8 @@ class Report:
                 view = view[written:]
         except OSError as error:
             if start >= 0:
-                try:
+                with suppress(OSError):
                     os.ftruncate(self._fd, start)  # only whole chunks stay in the file
-                except OSError:
-                    pass
             self._discard()
             raise self._unwritable(error) from None
 
@@ -262,16 +261,12 @@ class Report:
         import os
 
         if self._fd >= 0:
-            try:
+            with suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
             self._fd = -1
         if self._temporary is not None:
-            try:
+            with suppress(OSError):
                 os.unlink(self._temporary)
-            except OSError:
-                pass
             self._temporary = None
 
     def _unwritable(self, error: OSError) -> PoorinitError:

@@ -52,7 +52,8 @@ def test_a_line_break_in_a_name_does_not_hide_its_layer(tmp_path):
         for step in range(10):
             activations = {f"net.{i}.relu_input": rng.normal(0, 1, (16, 16)) for i in range(3)}
             activations["net.9\n.relu_input"] = rng.normal(0, 1e4, (16, 16))
-            writer.write_step(step, activation_inputs=activations, gradients={"gradient/w": rng.normal(0, 0.05, (16, 16))},
+            writer.write_step(step, activation_inputs=activations,
+                              gradients={"gradient/w": rng.normal(0, 0.05, (16, 16))},
                               losses={"loss": 2.0 - 0.1 * step})
     result = run("analyze", tmp_path / "t", "--quiet")
     assert result.returncode == 1, (result.stdout, result.stderr)

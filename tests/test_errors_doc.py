@@ -38,8 +38,10 @@ NOT_TRIGGERED = {
     "internal-error": "needs a bug in poorinit",
     "out-of-memory": "needs memory to run out outside any file: tests/test_hostile_memory.py caps it where files "
     "are read",
-    "tensor-out-of-memory": "where the cap bites varies: tests/test_hostile_memory.py accepts it, or step-out-of-memory",
-    "step-out-of-memory": "where the cap bites varies: tests/test_hostile_memory.py accepts it, or tensor-out-of-memory",
+    "tensor-out-of-memory": "where the cap bites varies: tests/test_hostile_memory.py accepts it or "
+    "step-out-of-memory",
+    "step-out-of-memory": "where the cap bites varies: tests/test_hostile_memory.py accepts it or "
+    "tensor-out-of-memory",
     "tensor-chunk-budget": "needs 262,144 written chunks across tensors (minutes to build); tensor-expansion-budget "
     "triggers the same per-file accounting",
     "scan-out-of-memory": "a trial's reading names the file (tests/test_hostile_memory.py); this row is what "

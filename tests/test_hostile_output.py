@@ -76,7 +76,7 @@ def test_a_report_replaces_its_file_whole_and_keeps_its_permissions(trial: Path,
 # argv[1], runs each case there, prints what it found as JSON.
 TINY_DISK = textwrap.dedent("""
     import json, os, subprocess, sys
-    disk, trial = sys.argv[1], sys.argv[2]
+    disk, trial, trials = sys.argv[1], sys.argv[2], sys.argv[3]
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", disk], check=True)
     found = {}
 
@@ -97,6 +97,8 @@ TINY_DISK = textwrap.dedent("""
     open(summary, "w").write("x" * 7500)
     case("append", ["analyze", trial, "--format", "markdown", "--output", summary, "--quiet"],
          {"GITHUB_STEP_SUMMARY": summary})
+    # Three trials streamed as JSON lines of about 2.9 KB each: two fit on 8 KiB, the third does not.
+    case("stream", ["scan", trials, "--jobs", "1", "--format", "jsonl", "--output", os.path.join(disk, "scan.jsonl")])
     print(json.dumps(found))
 """)
 
@@ -107,8 +109,11 @@ def tiny_disk(trial: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     if unshare is None:
         pytest.skip("needs unshare (util-linux) to mount a tmpfs without privileges")
     disk = tmp_path_factory.mktemp("disk")
+    trials = tmp_path_factory.mktemp("three")
+    for name in ("a", "b", "c"):
+        shutil.copytree(trial, trials / name)
     result = subprocess.run([unshare, "--user", "--map-root-user", "--mount", sys.executable, "-c", TINY_DISK,
-                             str(disk), str(trial)], capture_output=True, text=True, timeout=120)
+                             str(disk), str(trial), str(trials)], capture_output=True, text=True, timeout=120)
     if result.returncode != 0 and ("mount" in result.stderr or "unshare" in result.stderr):
         pytest.skip(f"this system allows no tmpfs in a user namespace: {result.stderr.strip()[-200:]}")
     assert result.returncode == 0, result.stderr
@@ -137,3 +142,13 @@ def test_a_plot_is_written_whole_or_not_at_all(trial: Path, tmp_path: Path) -> N
     full.symlink_to("/dev/full")
     expect_error(run("plot", str(trial), "-o", str(full)), "plot-unwritable", full, "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.png"], "no temporary file left"
+
+
+def test_a_full_disk_keeps_the_json_lines_streamed_so_far_each_whole(tiny_disk: dict) -> None:
+    found = tiny_disk["stream"]
+    assert found["returncode"] == 2
+    assert found["stderr"].strip().endswith("scan.jsonl: cannot write the report (No space left on device)")
+    text = found["files"]["scan.jsonl"]
+    lines = text.splitlines()
+    assert text.endswith("\n") and 1 <= len(lines) < 3, text[-200:]
+    assert all(json.loads(line)["status"] == "passed" for line in lines)
