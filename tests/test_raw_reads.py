@@ -4,6 +4,7 @@ The raw path must read exactly what h5py's ordinary path reads, catch every
 damaged byte HDF5 would catch, and stand aside for any dataset whose filter
 pipeline does more than verify a checksum (compressed, shuffled, ...)."""
 
+import os
 import subprocess
 
 import h5py
@@ -14,6 +15,7 @@ from poorinit import TrialWriter
 from poorinit import trial as trial_module
 from poorinit.checksum import fletcher32_matches, fletcher32_sums
 from poorinit.format import step_file_name
+from poorinit.errors import TensorError
 from poorinit.trial import BLOCK_ELEMENTS, DatasetTensor
 
 rng = np.random.default_rng(11)
@@ -140,3 +142,34 @@ def test_a_chunk_of_the_wrong_length_is_damage_not_data(tmp_path, monkeypatch):
         tensor = DatasetTensor(f["data"], "data", 0, path)
         with pytest.raises(trial_module.TensorError, match="holds 16380 bytes, not 16388"):
             list(tensor.blocks())
+
+
+@pytest.mark.parametrize("name", sorted(RAW))
+def test_chunks_read_from_the_open_descriptor_equal_h5pys_raw_reads(tmp_path, name):
+    # A step file's chunks are read with os.preadv at the address HDF5 gives
+    # (outside h5py's lock, so two threads read at once): the same bytes.
+    values, options = LAYOUTS[name]
+    path = write(tmp_path / "t.h5", data=(values, options))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with h5py.File(path, "r", rdcc_nbytes=0) as f:
+            by_descriptor = np.concatenate(list(DatasetTensor(f["data"], "data", 0, path, raw_fd=fd).blocks()))
+            by_h5py = np.concatenate(list(DatasetTensor(f["data"], "data", 0, path).blocks()))
+    finally:
+        os.close(fd)
+    assert np.array_equal(by_descriptor, by_h5py)
+
+
+def test_a_chunk_cut_off_by_the_end_of_the_file_is_damage(tmp_path):
+    values = rng.standard_normal(1 << 18).astype(np.float32)
+    path = write(tmp_path / "t.h5", data=(values, {"chunks": (1 << 16,), "fletcher32": True}))
+    offset, _ = chunk_offset(path, "data", index=3)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with h5py.File(path, "r", rdcc_nbytes=0) as f:
+            tensor = DatasetTensor(f["data"], "data", 0, path, raw_fd=fd)
+            os.truncate(path, offset + 100)  # under the open file: HDF5 has read its metadata already
+            with pytest.raises(TensorError, match="lies past the end of the file"):
+                list(tensor.blocks())
+    finally:
+        os.close(fd)
