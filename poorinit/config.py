@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError, PoorinitError
+from .params import DEFAULT_ACTIVATION_INPUTS_REGEX
 
 ENV_PREFIX = "POORINIT_"
 TABLE = "tool.poorinit"
@@ -142,7 +143,7 @@ class Setting:
 
 
 RULE = (
-    Setting("activation_inputs_regex", ".*relu_input", _rule_value("activation_inputs_regex"),
+    Setting("activation_inputs_regex", DEFAULT_ACTIVATION_INPUTS_REGEX, _rule_value("activation_inputs_regex"),
             "Activation inputs to compare; regexes matched from the start of the name."),
     Setting("threshold", 10.0, _rule_value("threshold"),
             "Fire when largest/smallest layer variance exceeds this at a step."),

@@ -19,7 +19,9 @@ from typing import Any
 from . import format as fmt
 from .errors import ParameterError
 
-DEFAULT_ACTIVATION_INPUTS_REGEX = ".*relu_input"
+# SageMaker's default is ".*relu_input"; poorinit's also takes the inputs of the other unbounded,
+# ReLU-like activations (GELU, SiLU, ELU, ...), which today's networks use: see docs/rule.md.
+DEFAULT_ACTIVATION_INPUTS_REGEX = ".*(relu|relu6|gelu|silu|elu|selu|celu|softplus|mish|hardswish)_input"
 
 
 def parse_patterns(value: str | Sequence[str] | None, parameter: str) -> tuple[str, ...]:

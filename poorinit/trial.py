@@ -540,6 +540,8 @@ def _translated(path: Path | str, tensor: str | None = None) -> Iterator[None]:
             raise _out_of_memory(path, tensor, _h5_reason(error)) from None
         if _replaced(error) or _replaced(error.__context__ or error):
             raise StepFileError(path, REPLACED_WHILE_READ) from error
+        if _vanished(error) or _vanished(error.__context__ or error):
+            raise StepFileError(path, VANISHED_WHILE_READ) from error
         if tensor is not None:
             raise TensorError(path, tensor, f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
         raise StepFileError(path, f"is damaged ({_h5_reason(error)}); restore it or rerun the step") from error
@@ -551,6 +553,22 @@ REPLACED_WHILE_READ = (
     "was replaced in the store while it was read (its ETag or version changed): a writer uploaded it again; "
     "rerun once the writer is done"
 )
+
+
+# A step file deleted while it was read: an object removed from its store, or a file on a network
+# file system whose handle went stale. (A local file read through its open descriptor cannot vanish.)
+VANISHED_WHILE_READ = (
+    "vanished while it was read (deleted from its store, or a stale network file handle); rerun once nothing "
+    "deletes step files"
+)
+
+
+def _vanished(error: BaseException) -> bool:
+    import errno
+
+    return isinstance(error, FileNotFoundError) or (
+        isinstance(error, OSError) and error.errno in (errno.ENOENT, errno.ESTALE)
+    )
 
 
 # How HDF5 and the C library say an allocation failed (h5py passes their words on in an OSError).

@@ -8,6 +8,7 @@ import pytest
 
 from poorinit.config import BUILT_IN, COMMAND_LINE, ConfigError, resolve
 from poorinit.errors import ParameterError
+from poorinit.params import DEFAULT_ACTIVATION_INPUTS_REGEX
 
 from .conftest import write_synthetic_trial
 
@@ -27,7 +28,7 @@ def pyproject(directory, table):
 def test_defaults_when_nothing_is_set(tmp_path):
     settings = resolve({}, environ={}, cwd=tmp_path)
     assert settings["threshold"].value == 10.0 and settings["threshold"].source == BUILT_IN
-    assert settings["activation_inputs_regex"].value == [".*relu_input"]
+    assert settings["activation_inputs_regex"].value == [DEFAULT_ACTIVATION_INPUTS_REGEX]
     assert settings.config_file is None
 
 
@@ -109,7 +110,7 @@ def test_poorinit_config_prints_a_table_that_is_valid_toml(tmp_path):
     tomllib = pytest.importorskip("tomllib")
     result = run("config", "--threshold", "4", cwd=tmp_path)
     table = tomllib.loads(result.stdout)["tool"]["poorinit"]
-    assert table["threshold"] == 4.0 and table["steps"] == 10 and table["activation_inputs_regex"] == [".*relu_input"]
+    assert table["threshold"] == 4.0 and table["steps"] == 10 and table["activation_inputs_regex"] == [DEFAULT_ACTIVATION_INPUTS_REGEX]
 
 
 def test_the_precedence_decides_the_verdict(tmp_path):

@@ -1,13 +1,24 @@
 """Rule parameters: SageMaker's names, defaults and value forms."""
 
+import re
+
 import pytest
 
 from poorinit import ParameterError, RuleParams
 
 
-def test_defaults_are_sagemakers():
+def test_defaults_are_sagemakers_but_the_regex_takes_every_relu_like_activation():
     p = RuleParams.from_values()
-    assert p.activation_inputs_regex == (".*relu_input",)
+    assert p.activation_inputs_regex == (".*(relu|relu6|gelu|silu|elu|selu|celu|softplus|mish|hardswish)_input",)
+    chosen = re.compile(p.activation_inputs_regex[0])
+    # SageMaker's .*relu_input, matched from the start, takes the ReLU family; the default takes it too ...
+    for name in ("net.1.relu_input", "a.leaky_relu_input", "b.prelu_input", "layer1_relu_input_0"):
+        assert chosen.match(name)
+    # ... and the unbounded kinds networks use today; bounded kinds are the saturation criterion's.
+    for name in ("mlp.gelu_input", "f.silu_input", "e.elu_input", "s.relu6_input", "m.mish_input"):
+        assert chosen.match(name)
+    for name in ("net.1.tanh_input", "x.sigmoid_input", "attn.softmax_input", "gradient/relu.weight"):
+        assert not chosen.match(name)
     assert (p.threshold, p.distribution_range, p.patience, p.steps) == (10.0, 0.001, 5, 10)
     assert p == RuleParams()
 
