@@ -807,6 +807,7 @@ class StepReader:
     # object store has no descriptor): no fstat check, no budget of file size.
     _fd: int = -1
     _userblock: int | None = None
+    _tensors: dict[str, DatasetTensor] | None = None
     _names: list[tuple[str, tuple[str, ...]]] | None = None
     budget: _Budget | None = None
 
@@ -1025,12 +1026,22 @@ class StepReader:
         return infos
 
     def tensor(self, name: str) -> DatasetTensor:
+        # One object per tensor kept open: checks that select the same tensor
+        # (the loss, for two criteria) check its storage once.
+        made = self._tensors.get(name) if self._tensors is not None else None
+        if made is not None:
+            return made
         dataset = self._datasets.get(name)
         if dataset is None:  # beyond KEEP_OPEN, or a name not listed by tensor_names() yet
             with _translated(self.step_file.path, name):
                 dataset = self._file[fmt.TENSOR_GROUP][name]
-        return DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path, self.budget,
+        made = DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path, self.budget,
                              raw_fd=self._raw_fd())
+        if name in self._datasets:
+            if self._tensors is None:
+                self._tensors = {}
+            self._tensors[name] = made
+        return made
 
     def _raw_fd(self) -> int:
         """The descriptor raw chunks are read from: the step file's own, when HDF5's
