@@ -20,7 +20,7 @@ import cProfile
 import pstats
 
 PARTS = (
-    ("reading raw chunks (h5py read_direct_chunk)", "trial.py", "_raw_blocks"),
+    ("reading raw chunks (os.preadv, or h5py read_direct_chunk)", "trial.py", "_raw_blocks"),
     ("verifying fletcher32 checksums (numpy)", "checksum.py", "fletcher32_matches"),
     ("moments (sum, centred sum of squares)", "stats.py", "of"),
     ("percentile census: histogram of bit patterns", "stats.py", "_count_prefixes"),

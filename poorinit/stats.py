@@ -29,12 +29,14 @@ always). The method, for ``n`` finite values:
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -625,7 +627,7 @@ def _order_statistics(
         gathered: dict[_Bin, list[np.ndarray]] = {b: [] for b in group}
         # Blocks held in memory are gathered on the analysis's threads, half each.
         halves = _halves(blocks) if isinstance(blocks, list) else [blocks]
-        for part in map_in_order(lambda half: _gather(half, group, width), halves):
+        for part in map_in_order(functools.partial(_gather, group=group, width=width), halves):
             for b in group:
                 gathered[b].extend(part[b])
         for b in group:
@@ -651,13 +653,14 @@ def pools(sizes: Sequence[int], budget: int = BUDGET_VALUES) -> bool:
     return threads() > 1 and PARTITION_MAX < sum(sizes) <= budget
 
 
-class _Source:
+class _Source(Protocol):
     """What :func:`pooled_spread` reads: a size and blocks (a :class:`~poorinit.trial.Tensor`);
     optionally ``blocks_into(region)``, blocks read in place into the bytes given (None if it cannot)."""
 
-    size: int
+    @property
+    def size(self) -> int: ...
 
-    def blocks(self) -> Iterable[np.ndarray]: ...  # pragma: no cover
+    def blocks(self) -> Iterator[np.ndarray]: ...
 
 
 def pooled_spread(
@@ -677,7 +680,6 @@ def pooled_spread(
     the same figures, at the cost of a second reading.
     """
     sizes = [int(source.size) for source in sources]
-    total = sum(sizes)
     arena = KEPT.take() if pools(sizes, budget) else None
     try:
         # Each source's region holds its float32 values and 4 bytes to spare (a

@@ -421,7 +421,7 @@ class DatasetTensor:
             raise self._damaged(f"{where} is not stored")
         if info.size > out.size:
             return info.filter_mask, info.size  # refused by the caller: more bytes than a chunk holds
-        read = os.preadv(self._raw_fd, [out[: info.size]], info.byte_offset)
+        read = os.preadv(self._raw_fd, [out[: info.size]], info.byte_offset)  # type: ignore[list-item]
         if read != info.size:
             raise self._damaged(f"{where} lies past the end of the file ({read} of its {info.size} bytes there)")
         return info.filter_mask, info.size
@@ -730,7 +730,7 @@ def _plain_attrs(oid: Any, skip: Sequence[str] = ()) -> dict[str, Any]:
     """
     import h5py
 
-    plain: dict[str, Any] = {}
+    plain: dict[Any, Any] = {}  # keys str, or bytes where a name is not UTF-8 (as h5py gives it)
     names: list[bytes] = []
     h5py.h5a.iterate(oid, lambda name, *_: names.append(name))
     for raw in names:

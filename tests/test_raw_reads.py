@@ -14,8 +14,8 @@ import pytest
 from poorinit import TrialWriter
 from poorinit import trial as trial_module
 from poorinit.checksum import fletcher32_matches, fletcher32_sums
-from poorinit.format import step_file_name
 from poorinit.errors import TensorError
+from poorinit.format import step_file_name
 from poorinit.trial import BLOCK_ELEMENTS, DatasetTensor
 
 rng = np.random.default_rng(11)
@@ -33,7 +33,7 @@ def reference_fletcher32(data: bytes) -> tuple[int, int]:
     return sum1, sum2
 
 
-@pytest.mark.parametrize("size", [0, 1, 2, 3, 7, 8, 9, 1000, 16383, 16384, 16385, 40_001, 3 * 16384 + 5])
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 7, 8, 9, 1000, 16383, 16384, 16385, 40_001, 3 * 16384 + 5, (1 << 21) + 7])
 def test_checksum_sums_equal_hdf5s_arithmetic(size):
     data = rng.integers(0, 256, size, dtype=np.uint8)
     assert fletcher32_sums(data) == reference_fletcher32(data.tobytes())
