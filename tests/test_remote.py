@@ -242,8 +242,14 @@ def test_a_step_file_in_s3_obeys_the_budgets_of_a_local_one(s3_env, hostile_in_s
     expect_error(local, error_id)
 
 
-def test_a_step_file_replaced_in_s3_while_it_is_read_is_refused(s3_env, hostile_in_s3, monkeypatch):
-    """Read in requests of 1 MiB: the object uploaded again between two of them is never read half old, half new."""
+@pytest.mark.parametrize("change, step, error_id", [
+    ("uploaded again", 0, "step-replaced-while-read"),
+    ("deleted", 1, "step-vanished-while-read"),
+])
+def test_a_step_file_changed_in_s3_while_it_is_read_is_refused(s3_env, hostile_in_s3, monkeypatch, change, step,
+                                                               error_id):
+    """Read in requests of 1 MiB: an object uploaded again or deleted between two of them is refused, never read
+    half old, half new, and never called damaged."""
     import poorinit.remote
     from poorinit.errors import StepFileError
     from poorinit.sources import open_trial
@@ -254,11 +260,15 @@ def test_a_step_file_replaced_in_s3_while_it_is_read_is_refused(s3_env, hostile_
         monkeypatch.setenv(key, s3_env[key])
     monkeypatch.setattr(poorinit.remote, "BLOCK_SIZE", 1 << 20)
     trial = open_trial("s3://runs/hostile/large")
-    reader = trial.open(trial.step_files(0)[0])
+    reader = trial.open(trial.step_files(step)[0])
+    key = f"runs/hostile/large/{step:012d}_train_0.h5"
     try:
         reader.tensor_names()
-        put(s3_env, "runs/hostile/large/000000000000_train_0.h5",
-            (hostile_in_s3 / "large" / "000000000001_train_0.h5").read_bytes())
+        if change == "deleted":
+            code = "import sys, s3fs; s3fs.S3FileSystem().rm(sys.argv[1])"
+            subprocess.run([sys.executable, "-c", code, key], env=s3_env, check=True, timeout=60)
+        else:
+            put(s3_env, key, (hostile_in_s3 / "large" / "000000000001_train_0.h5").read_bytes())
         with pytest.raises(StepFileError) as raised:
             for name in ("net.0.relu_input", "net.1.relu_input"):
                 for _ in reader.tensor(name).blocks():
@@ -267,5 +277,5 @@ def test_a_step_file_replaced_in_s3_while_it_is_read_is_refused(s3_env, hostile_
     finally:
         reader.close()
     message = str(raised.value)
-    assert message.startswith("s3://runs/hostile/large/000000000000_train_0.h5: ")
-    assert template_regex(documented()["step-replaced-while-read"]).fullmatch(message), message
+    assert message.startswith(f"s3://{key}: ")
+    assert template_regex(documented()[error_id]).fullmatch(message), message
