@@ -487,10 +487,8 @@ class _Census:
 def _count_prefixes(x: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
     """``counts`` (or a new histogram) plus the count of ``x``'s values per raw top-16-bit prefix."""
     for start in range(0, x.size, SLICE):
-        part = x[start : start + SLICE]
-        index = _scratch("index", part.size, np.intp)
-        np.copyto(index, _raw_prefixes(part))
-        found = np.bincount(index, minlength=_BINS)
+        # bincount casts the strided prefixes itself, faster than a copy first.
+        found = np.bincount(_raw_prefixes(x[start : start + SLICE]), minlength=_BINS)
         if counts is None:
             counts = found
         else:
@@ -654,7 +652,8 @@ def pools(sizes: Sequence[int], budget: int = BUDGET_VALUES) -> bool:
 
 
 class _Source:
-    """What :func:`pooled_spread` reads: a size and blocks (a :class:`~poorinit.trial.Tensor`)."""
+    """What :func:`pooled_spread` reads: a size and blocks (a :class:`~poorinit.trial.Tensor`);
+    optionally ``blocks_into(region)``, blocks read in place into the bytes given (None if it cannot)."""
 
     size: int
 
@@ -681,13 +680,17 @@ def pooled_spread(
     total = sum(sizes)
     arena = KEPT.take() if pools(sizes, budget) else None
     try:
-        region = None if arena is None else arena.region(4 * total)
+        # Each source's region holds its float32 values and 4 bytes to spare (a
+        # source reading raw chunks into it lands the last chunk's checksum
+        # there), rounded up to 16 bytes: two threads never write the same bytes.
+        spans = [-(-(4 * size + 4) // 16) * 16 for size in sizes]
+        region = None if arena is None else arena.region(sum(spans))
         views: list[np.ndarray | None] = [None] * len(sources)
         if region is not None:
-            values, start = region.view(np.float32), 0
-            for index, size in enumerate(sizes):
-                views[index] = values[start : start + size]
-                start += size
+            start = 0
+            for index, span in enumerate(spans):
+                views[index] = region[start : start + span]
+                start += span
         firsts = map_in_order(lambda pair: _first_pass(*pair), list(zip(sources, views, strict=True)))
         kept_all = region is not None and all(first.kept is not None for first in firsts)
         if kept_all:
@@ -718,10 +721,16 @@ class _FirstPass:
     histogram: np.ndarray | None
 
 
-def _first_pass(source: _Source, view: np.ndarray | None) -> _FirstPass:
+def _first_pass(source: _Source, region: np.ndarray | None) -> _FirstPass:
+    """One source read once: its block moments and zeros, and, while its
+    values fit ``region`` (bytes), a copy of them there and their prefix counts."""
     total: list[Moments] = []
     zeros, filled, histogram = 0, 0, None
-    for block in source.blocks():
+    view = None if region is None else region[: region.size // 4 * 4].view(np.float32)
+    into = getattr(source, "blocks_into", None)
+    blocks = into(region) if into is not None and region is not None else None
+    in_place = blocks is not None  # read straight into the region: nothing to copy
+    for block in source.blocks() if blocks is None else blocks:
         array = np.asarray(block).reshape(-1)
         measured = Moments.of(array)
         total.append(measured)
@@ -733,7 +742,8 @@ def _first_pass(source: _Source, view: np.ndarray | None) -> _FirstPass:
             view = None  # counted again by percentile_spread
             continue
         kept = view[filled : filled + array.size]
-        np.copyto(kept, array)
+        if not in_place:
+            np.copyto(kept, array)
         histogram = _count_prefixes(kept, histogram)
         filled += array.size
     return _FirstPass(total, zeros, None if view is None else view[:filled], histogram)

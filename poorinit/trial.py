@@ -79,16 +79,16 @@ H5_ERRORS: tuple[type[Exception], ...] = (
 H5_OR_MEMORY_ERRORS: tuple[type[Exception], ...] = (*H5_ERRORS, MemoryError)
 
 
-BlockReader = Callable[["DatasetTensor"], Iterator[np.ndarray]]
+BlockReader = Callable[..., Iterator[np.ndarray]]
 
 
 def _reading(method: BlockReader) -> BlockReader:
     """Streaming a tensor: any h5py failure on the way becomes a TensorError naming it."""
 
     @functools.wraps(method)
-    def blocks(self: DatasetTensor) -> Iterator[np.ndarray]:
+    def blocks(self: DatasetTensor, *args: Any) -> Iterator[np.ndarray]:
         with _translated(_where(self.source), self.name):
-            yield from method(self)
+            yield from method(self, *args)
 
     return blocks
 
@@ -343,9 +343,30 @@ class DatasetTensor:
             return None
         return axis, bool(filters)
 
-    def _raw_blocks(self, axis: int, checksummed: bool) -> Iterator[np.ndarray]:
-        """The chunks' raw bytes, read into block buffers back to back, each
-        chunk's fletcher32 checksum verified with numpy (poorinit/checksum.py)."""
+    def blocks_into(self, out: np.ndarray) -> Iterator[np.ndarray] | None:
+        """The values as :meth:`blocks` gives them, read straight into ``out``
+        (bytes: the tensor's, then 4 to spare for the last chunk's checksum),
+        each block a view of it; None when the chunks do not lie there back to
+        back (see _raw_layout), or the values are not native float32.
+
+        For the gradients a step keeps for its percentiles: read into their
+        place in the arena, they are never copied."""
+        raw = self._raw_layout()
+        dtype = self._dataset.dtype
+        if raw is None or raw[0] != 0 or dtype != np.dtype(np.float32) or not dtype.isnative:
+            return None
+        if self.shape[0] % self._dataset.chunks[0] or out.nbytes < self.size * 4 + 4:
+            return None
+        return self._reading_into(raw[1], out)
+
+    @_reading
+    def _reading_into(self, checksummed: bool, out: np.ndarray) -> Iterator[np.ndarray]:
+        yield from self._raw_blocks(0, checksummed, into=out)
+
+    def _raw_blocks(self, axis: int, checksummed: bool, into: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """The chunks' raw bytes, read into block buffers (or back to back into
+        ``into``), each chunk's fletcher32 checksum verified with numpy
+        (poorinit/checksum.py)."""
         from .checksum import fletcher32_matches
 
         ds = self._dataset
@@ -365,7 +386,10 @@ class DatasetTensor:
                 values = sum(min(chunks[axis], shape[axis] - start) for start in group) * inner
                 # Chunk k lands at k * chunk_bytes; its checksum, just after it,
                 # is overwritten by the next chunk once verified.
-                buffer = _block_buffer((len(group) * chunk_bytes + trailer,), np.dtype(np.uint8))
+                if into is None:
+                    buffer = _block_buffer((len(group) * chunk_bytes + trailer,), np.dtype(np.uint8))
+                else:  # whole chunks along axis 0 (blocks_into): block after block
+                    buffer = into[first * chunk_bytes : (first + len(group)) * chunk_bytes + trailer]
                 for index, start in enumerate(group):
                     at = index * chunk_bytes
                     coordinate = (*outer, start, *zeros)
@@ -783,6 +807,7 @@ class StepReader:
     # object store has no descriptor): no fstat check, no budget of file size.
     _fd: int = -1
     _userblock: int | None = None
+    _tensors: dict[str, DatasetTensor] | None = None
     _names: list[tuple[str, tuple[str, ...]]] | None = None
     budget: _Budget | None = None
 
@@ -1001,12 +1026,22 @@ class StepReader:
         return infos
 
     def tensor(self, name: str) -> DatasetTensor:
+        # One object per tensor kept open: checks that select the same tensor
+        # (the loss, for two criteria) check its storage once.
+        made = self._tensors.get(name) if self._tensors is not None else None
+        if made is not None:
+            return made
         dataset = self._datasets.get(name)
         if dataset is None:  # beyond KEEP_OPEN, or a name not listed by tensor_names() yet
             with _translated(self.step_file.path, name):
                 dataset = self._file[fmt.TENSOR_GROUP][name]
-        return DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path, self.budget,
+        made = DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path, self.budget,
                              raw_fd=self._raw_fd())
+        if name in self._datasets:
+            if self._tensors is None:
+                self._tensors = {}
+            self._tensors[name] = made
+        return made
 
     def _raw_fd(self) -> int:
         """The descriptor raw chunks are read from: the step file's own, when HDF5's
