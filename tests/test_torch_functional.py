@@ -624,3 +624,31 @@ def test_an_attention_call_whose_logits_cannot_be_formed_runs_unrecorded():
     q = torch.randn(2, 3, 5, 4)
     k = torch.randn(2, 2, 5, 4)  # 2 key heads for 3 query heads: not a grouping sdpa accepts
     assert attention_logits(F.scaled_dot_product_attention, (q, k, k), {"enable_gqa": True}) is None
+
+
+# -- data-parallel workers: ``workers`` -------------------------------------------
+
+
+def _distributed_worker(rank: int, store: str, trial: str, silent_rank: int) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(rank)
+        model = classifier(4)
+        # The silent rank records no step, as a worker that has not reached its first one yet.
+        with Recorder(model, trial, worker=rank, steps=() if rank == silent_rank else 6, background=False) as rec:
+            for _ in range(6):
+                with rec.step():
+                    loss = F.cross_entropy(model(torch.randn(16, 8)), torch.randint(0, 4, (16,)))
+                    loss.backward()
+                    rec.loss(loss)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_under_torch_distributed_the_trial_declares_its_workers(tmp_path):
+    """Rank 1 writes nothing: the trial still says two workers exist, so the verdict says it rests on part."""
+    torch.multiprocessing.spawn(_distributed_worker, args=(str(tmp_path / "store"), str(tmp_path / "t"), 1),
+                                nprocs=2, join=True)
+    assert root_attrs(tmp_path / "t")["workers"] == 2
+    verdict = poorinit.analyze(tmp_path / "t")
+    assert any("part of the data" in warning for warning in verdict.warnings), verdict.warnings
