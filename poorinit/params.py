@@ -62,7 +62,8 @@ def _number(value: Any, parameter: str) -> float:
     if math.isnan(number):
         raise ParameterError(f"{parameter} must be a number, not NaN")
     if math.isinf(number):
-        raise ParameterError(f"{parameter} must be a finite number, not {number}")
+        # As given: "--steps 999...9" (400 digits) is shown as typed, not as the float it overflows to.
+        raise ParameterError(f"{parameter} must be a finite number, not {_shown(value)}")
     return number
 
 

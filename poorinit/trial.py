@@ -601,6 +601,11 @@ def _open_problem(error: BaseException) -> str:
             "was not closed by its writer (HDF5's file-consistency flag is set): it is being written in place, "
             "or its writer crashed; rerun once the writer is done, or rewrite the step"
         )
+    if "file locking flag values don't match" in text or "file is already open" in text:
+        return (
+            "is already open in this process with other settings (an h5py.File of the caller's still open, "
+            "e.g. for writing or with other locking); close it before analysing"
+        )
     if "signature not found" in text:
         return (
             "is not a readable HDF5 file (no HDF5 signature); replace it with the file the writer wrote, "

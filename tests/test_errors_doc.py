@@ -404,3 +404,24 @@ def test_the_plain_h5py_example_of_the_format_spec_writes_a_trial(tmp_path):
     tensors = {t["name"]: t["collections"] for t in inspected["modes"][0]["tensors"]}
     assert tensors["block1/fc.relu_input"] == ["activation_inputs"]
     assert tensors["loss"] == ["losses"]
+
+
+def test_a_step_file_the_caller_holds_open_is_named_as_such_not_as_damage(tmp_path):
+    """Python API: an h5py.File left open by the caller makes HDF5 refuse poorinit's open; the file is fine."""
+    import h5py
+    import numpy as np
+
+    import poorinit
+
+    with poorinit.TrialWriter(tmp_path / "t") as writer:
+        for step in range(6):
+            writer.write_step(step, activation_inputs={"a.relu_input": np.arange(-8.0, 8.0)},
+                              gradients={"gradient/w": np.arange(32.0)}, losses={"loss": 2.0 - 0.1 * step})
+    held = h5py.File(sorted((tmp_path / "t").glob("*.h5"))[0], "a")
+    try:
+        with pytest.raises(poorinit.PoorinitError) as raised:
+            poorinit.analyze(tmp_path / "t")
+    finally:
+        held.close()
+    assert template_regex(documented()["step-open-in-process"]).fullmatch(str(raised.value)), str(raised.value)
+    poorinit.analyze(tmp_path / "t")  # closed: read as any other trial

@@ -43,3 +43,9 @@ def test_a_wait_too_long_for_any_timer_is_refused_before_following(unfinished_tr
     if option != "--timeout":
         args += ["--timeout", "30"]
     expect_error(run(*args), "setting-seconds", option.lstrip("-").replace("-", "_"))
+
+
+def test_a_400_digit_integer_on_the_command_line_is_shown_as_typed(healthy_trial: Path) -> None:
+    """Not as the float it overflows to ('not inf' would puzzle whoever typed digits)."""
+    message = expect_error(run("analyze", healthy_trial, "--steps", "9" * 400), "parameter-finite", "steps")
+    assert "'9999" in message and "(402 characters)" in message and "not inf" not in message

@@ -600,3 +600,55 @@ def test_the_diagnosis_keeps_the_softmax_out_of_the_depth_chain(tmp_path):
     assert softmax.saturated_share > 0.5 and softmax.mark == "saturated"
     assert gelu.weight is not None and gelu.weight.name == "0.fc1.weight"
     assert rows["1.gelu_input"].variance_ratio is not None  # against 0.gelu_input, not 1.softmax_input
+
+
+def test_long_attention_keeps_a_bounded_sample_of_query_rows(tmp_path, monkeypatch):
+    """Logits grow as the sequence squared: a recorded call keeps at most MAX_LOGITS, from evenly spaced rows."""
+    from poorinit.torch import attention
+
+    monkeypatch.setattr(attention, "MAX_LOGITS", 2 * 4 * 16 * 64)  # a quarter of the 2 x 4 x 64 x 64 logits
+    torch.manual_seed(0)
+    block = SDPABlock()
+    record(block, tmp_path / "t", torch.randn(2, 64, 16))
+    logits = tensor_values(tmp_path / "t", "softmax_input")
+    q, k = block.seen
+    full = (q @ k.repeat_interleave(2, dim=1).transpose(-2, -1) / 2.0).numpy()
+    assert logits.shape == (2, 4, 16, 64) and logits.size <= attention.MAX_LOGITS
+    np.testing.assert_allclose(logits, full[:, :, ::4, :], rtol=1e-5, atol=1e-6)
+
+
+def test_an_attention_call_whose_logits_cannot_be_formed_runs_unrecorded():
+    """Whatever the recorder fails to understand, the training step itself never breaks."""
+    from poorinit.torch.attention import attention_logits
+
+    q = torch.randn(2, 3, 5, 4)
+    k = torch.randn(2, 2, 5, 4)  # 2 key heads for 3 query heads: not a grouping sdpa accepts
+    assert attention_logits(F.scaled_dot_product_attention, (q, k, k), {"enable_gqa": True}) is None
+
+
+# -- data-parallel workers: ``workers`` -------------------------------------------
+
+
+def _distributed_worker(rank: int, store: str, trial: str, silent_rank: int) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(rank)
+        model = classifier(4)
+        # The silent rank records no step, as a worker that has not reached its first one yet.
+        with Recorder(model, trial, worker=rank, steps=() if rank == silent_rank else 6, background=False) as rec:
+            for _ in range(6):
+                with rec.step():
+                    loss = F.cross_entropy(model(torch.randn(16, 8)), torch.randint(0, 4, (16,)))
+                    loss.backward()
+                    rec.loss(loss)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_under_torch_distributed_the_trial_declares_its_workers(tmp_path):
+    """Rank 1 writes nothing: the trial still says two workers exist, so the verdict says it rests on part."""
+    torch.multiprocessing.spawn(_distributed_worker, args=(str(tmp_path / "store"), str(tmp_path / "t"), 1),
+                                nprocs=2, join=True)
+    assert root_attrs(tmp_path / "t")["workers"] == 2
+    verdict = poorinit.analyze(tmp_path / "t")
+    assert any("part of the data" in warning for warning in verdict.warnings), verdict.warnings

@@ -66,6 +66,30 @@ def test_the_trainer_callback_records_a_trial_analyze_judges(tmp_path):
     assert statuses["activation_variance"] != "not_applicable" and statuses["gradient_spread"] != "not_applicable"
 
 
+def test_a_gpt2_records_its_gelu_as_a_gelu_and_its_attention_softmax(tmp_path):
+    """GPT-2's NewGELUActivation computes 0.5 x (1 + tanh(...)): the layer is a GELU, not a tanh to saturate."""
+    transformers = pytest.importorskip("transformers", reason="the extra 'hf' (transformers) is not installed")
+    from poorinit.torch import Recorder
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=16,
+                                      bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config)
+    ids = torch.randint(0, 50, (4, 10))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with Recorder(model, tmp_path / "t", steps=1) as rec:
+        with rec.step():
+            loss = model(input_ids=ids, labels=ids).loss
+            optimiser.zero_grad()
+            loss.backward()
+            rec.loss(loss)
+            optimiser.step()
+    (step_file,) = Trial(tmp_path / "t").step_files(0)
+    with h5py.File(step_file.path, "r") as f:
+        names = sorted(name for name in f["tensors"] if name.endswith("_input"))
+    assert names == [f"transformer.h.{i}.{leaf}" for i in range(2) for leaf in ("attn.softmax_input", "mlp.act.gelu_input")]
+
+
 # Lightning's own deprecation and advice warnings (a torch API it still uses, "few workers").
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning:lightning")
 @pytest.mark.filterwarnings("ignore:.*does not have many workers")

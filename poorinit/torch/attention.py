@@ -21,6 +21,14 @@ Three ways a softmax runs in PyTorch, and what is recorded for each:
 Masks are not applied: the logits' scale, not which positions are allowed,
 is what the initialisation sets. Every tensor is stored with shape
 ``(..., rows, keys)``: one softmax row per last-axis vector.
+
+Attention over long sequences has ``batch x heads x queries x keys`` logits:
+billions at a sequence length of a few thousand. A recorded step keeps at
+most ``MAX_LOGITS`` of them per call, from evenly spaced query rows (then the
+first batch elements): the saturation criterion is a share of rows, which a
+sample of rows estimates. A failure to compute the logits (an input layout
+this module does not know) records nothing for that call; it never breaks
+the training step.
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "softmax_logits", "attention_logits"]
+__all__ = ["SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "MAX_LOGITS", "softmax_logits", "attention_logits"]
+
+# At most this many logits (16 MiB of float32) are kept per softmax or attention call.
+MAX_LOGITS = 1 << 22
 
 SOFTMAX_FUNCTIONS = frozenset({F.softmax, torch.softmax, torch.Tensor.softmax})
 ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention, F.multi_head_attention_forward})
@@ -52,15 +63,36 @@ def softmax_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Te
     dim = _argument(args, kwargs, 1, "dim", None)
     if dim is None:  # F.softmax's legacy implicit dimension
         dim = 0 if value.dim() in (0, 1, 3) else 1
-    return value.movedim(int(dim), -1)
+    logits = value.detach().movedim(int(dim), -1)
+    if logits.numel() > MAX_LOGITS:
+        rows = logits.reshape(-1, logits.shape[-1])
+        logits = rows[:: -(-rows.numel() // MAX_LOGITS)]
+    return logits
 
 
 def attention_logits(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
     """The logits an attention function feeds its softmax: ``(batch, heads, queries, keys)``."""
-    with torch.no_grad():
-        if func is F.scaled_dot_product_attention:
-            return _sdpa_logits(args, kwargs)
-        return _mha_logits(args, kwargs)
+    try:
+        with torch.no_grad():
+            if func is F.scaled_dot_product_attention:
+                return _sdpa_logits(args, kwargs)
+            return _mha_logits(args, kwargs)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return None  # a layout not known here: the call runs unrecorded, training goes on
+
+
+def _sampled(query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query rows (and then leading batch elements) cut so the logits stay within MAX_LOGITS."""
+    keys = key.shape[-2]
+    total = query[..., 0].numel() * keys
+    if total <= MAX_LOGITS:
+        return query, key
+    query = query[..., :: -(-total // MAX_LOGITS), :]
+    total = query[..., 0].numel() * keys
+    if total > MAX_LOGITS and query.dim() > 2:
+        keep = max(1, MAX_LOGITS // (total // query.shape[0]))
+        query, key = query[:keep], key[:keep]
+    return query, key
 
 
 def _sdpa_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
@@ -74,6 +106,7 @@ def _sdpa_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tens
     if query.dim() >= 3 and key.dim() >= 3 and key.shape[-3] != query.shape[-3] and key.shape[-3] > 0:
         # Grouped-query attention: each key head serves several query heads.
         key = key.repeat_interleave(query.shape[-3] // key.shape[-3], dim=-3)
+    query, key = _sampled(query, key)
     return (query @ key.transpose(-2, -1)) * scale
 
 
@@ -106,4 +139,5 @@ def _mha_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tenso
     head_dim = embed // heads
     q = q.reshape(length, batch, heads, head_dim).permute(1, 2, 0, 3)  # (N, H, L, d)
     k = k.reshape(k.shape[0], batch, heads, head_dim).permute(1, 2, 0, 3)  # (N, H, S, d)
+    q, k = _sampled(q, k)
     return (q @ k.transpose(-2, -1)) / math.sqrt(head_dim)

@@ -44,10 +44,26 @@ ACTIVATION_KINDS: dict[type[nn.Module], str] = {
 }
 
 
+# Activation modules of other libraries, by class name (no import of them needed).
+# Their forward computes an approximation from torch.tanh or torch.sigmoid
+# (GPT-2's GELU is 0.5 x (1 + tanh(...))): named here, their input is recorded
+# as what the layer is, a GELU, and the tanh inside is not mistaken for a
+# bounded activation the saturation criterion would judge.
+NAMED_KINDS: dict[str, str] = {
+    # Hugging Face transformers (transformers/activations.py)
+    "GELUActivation": "gelu", "NewGELUActivation": "gelu", "FastGELUActivation": "gelu",
+    "QuickGELUActivation": "gelu", "AccurateGELUActivation": "gelu", "GELUTanh": "gelu",
+    "PytorchGELUTanh": "gelu", "ClippedGELUActivation": "gelu", "SiLUActivation": "silu",
+    "MishActivation": "mish",
+    # timm (timm/layers/activations.py)
+    "QuickGELU": "gelu", "Swish": "silu", "HardSwish": "hardswish", "HardMish": "mish",
+}
+
+
 def activation_kind(module: nn.Module) -> str | None:
     """The kind of an activation module (subclasses included), None for others."""
     for cls in type(module).__mro__:
-        kind = ACTIVATION_KINDS.get(cls)
+        kind = ACTIVATION_KINDS.get(cls) or NAMED_KINDS.get(cls.__name__)
         if kind is not None:
             return kind
     return None

@@ -414,6 +414,9 @@ class Recorder:
             (classes,) = current.class_counts
         if classes is not None and classes >= 2:
             root["num_classes"] = classes
+        workers = _world_size()
+        if workers is not None:
+            root["workers"] = workers
         (self._background or self.writer).write_step(
             step,
             activation_inputs=activations,
@@ -431,6 +434,19 @@ class Recorder:
                 "function the recorder knows inside the step, so the rule cannot judge the activations "
                 "(see docs/recording.md, 'Functional activations')",
             )
+
+
+def _world_size() -> int | None:
+    """The number of data-parallel workers when torch.distributed runs, else None.
+
+    Written as the trial's ``workers`` attribute (docs/format.md), so that a
+    worker that has written nothing yet is known to exist: ``analyze`` says
+    the verdict rests on part of the data, and ``--follow`` waits for it.
+    """
+    distributed = torch.distributed
+    if distributed.is_available() and distributed.is_initialized():
+        return int(distributed.get_world_size())
+    return None
 
 
 def _parameter_owners(model: nn.Module) -> dict[str, str]:
