@@ -63,6 +63,9 @@ SLICE = 1 << 18
 # the arena in turn; a census that finds it taken reads its source again
 # instead of holding more memory.
 KEPT_BYTES = 64 << 20
+# Bytes past KEPT_BYTES a region may take: pooled_spread gives each source 4
+# bytes to spare, rounded to 16, so that a step of exactly KEPT_BYTES fits.
+REGION_SLACK = 1 << 20
 
 
 class _Arena:
@@ -118,8 +121,9 @@ class _Arena:
 
     def region(self, nbytes: int) -> np.ndarray | None:
         """``nbytes`` of contiguous memory (the first segment, grown once to the
-        largest size asked), or None past the capacity; for the arena's holder."""
-        if nbytes > self.capacity:
+        largest size asked), or None past the capacity (and the few bytes per
+        source pooled_spread spaces its regions by); for the arena's holder."""
+        if nbytes > self.capacity + REGION_SLACK:
             return None
         if not self._segments or self._segments[0].size < nbytes:
             fresh = np.empty(max(nbytes, self.SEGMENT), dtype=np.uint8)
