@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Sequence
+import gc
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 from types import TracebackType
 from typing import IO, Any
@@ -193,6 +195,55 @@ def missing_trial(store: Any, path: str, looked_for: Sequence[str]) -> PoorinitE
     return TrialError(where, f"holds neither {' nor '.join(looked_for)}; point poorinit at the prefix the writer wrote")
 
 
+_collector_lock = threading.Lock()
+_collector_pauses = 0
+_collector_was_enabled = False
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The garbage collector off while an h5py read waits on the store (nested, across threads).
+
+    h5py holds its global lock while it reads through a file object, and the
+    read waits on fsspec's I/O thread. Should that thread (or any other) run a
+    collection that frees an h5py object caught in a reference cycle, the
+    object's deallocation waits for h5py's lock: the read never completes
+    and the process hangs. Found as a hang of tests/test_remote.py, where
+    the server's own thread collected; the I/O thread can do the same.
+    """
+    global _collector_pauses, _collector_was_enabled
+    with _collector_lock:
+        _collector_pauses += 1
+        if _collector_pauses == 1:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_pauses -= 1
+            if _collector_pauses == 0 and _collector_was_enabled:
+                gc.enable()
+
+
+class _Uncollected:
+    """A store's file object as h5py reads it: every read with the collector paused (see above)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def readinto(self, buffer: Any) -> int:
+        with _collector_paused():
+            return int(self._handle.readinto(buffer))
+
+    def read(self, size: int = -1) -> bytes:
+        with _collector_paused():
+            return bytes(self._handle.read(size))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
 class RemoteStepReader(StepReader):
     """A poorinit step file in an object store, read by h5py through a file object.
 
@@ -216,7 +267,7 @@ class RemoteStepReader(StepReader):
                                                 "step files") from None
         self.budget = _Budget(step_file.path, int(getattr(self._handle, "size", 0) or 0))
         try:
-            self._file = h5py.File(self._handle, "r", rdcc_nbytes=0)
+            self._file = h5py.File(_Uncollected(self._handle), "r", rdcc_nbytes=0)
         except H5_ERRORS as error:
             self._handle.close()
             if _replaced(error) or _replaced(error.__context__ or error):

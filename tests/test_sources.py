@@ -61,3 +61,35 @@ def test_every_format_streams_the_same_activation_inputs():
                                        ("runs/trial", False), ("C://runs", False)])
 def test_what_counts_as_a_url(path, url):
     assert is_url(path) is url
+
+
+def test_remote_reads_pause_the_garbage_collector_and_restore_it():
+    """h5py holds its lock while it waits on the store: no thread may collect an h5py object meanwhile (remote.py)."""
+    import gc
+    import io
+
+    from poorinit.remote import _collector_paused, _Uncollected
+
+    seen = []
+
+    class Store(io.BytesIO):
+        def readinto(self, buffer):
+            seen.append(gc.isenabled())
+            return super().readinto(buffer)
+
+    assert gc.isenabled()
+    handle = _Uncollected(Store(b"abcdef"))
+    assert handle.readinto(bytearray(3)) == 3 and handle.seek(0) == 0  # the rest is the handle's own
+    assert seen == [False] and gc.isenabled()
+    with _collector_paused():
+        with _collector_paused():  # nested, as two analysis threads' reads overlap
+            pass
+        assert not gc.isenabled()  # the outer read is still waiting
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _collector_paused():
+            pass
+        assert not gc.isenabled()  # a program that runs without the collector keeps it off
+    finally:
+        gc.enable()
