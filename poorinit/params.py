@@ -67,10 +67,17 @@ def _number(value: Any, parameter: str) -> float:
     return number
 
 
+# The largest count a whole-number parameter takes (steps, patience, classes): HDF5's and
+# numpy's 32-bit signed integers hold it, and no training run needs more.
+LARGEST_WHOLE = 2**31 - 1
+
+
 def _whole(value: Any, parameter: str, minimum: int) -> int:
     number = _number(value, parameter)
     if not number.is_integer() or number < minimum:
         raise ParameterError(f"{parameter} must be a whole number >= {minimum}, not {_shown(value)}")
+    if number > LARGEST_WHOLE:
+        raise ParameterError(f"{parameter} must be at most {LARGEST_WHOLE}, not {_shown(value)}")
     return int(number)
 
 

@@ -258,6 +258,8 @@ def test_the_check_finds_a_message_missing_from_the_doc():
         ("parameter-number", ["--threshold", "ten"]),
         ("parameter-nan", ["--distribution-range", "nan"]),
         ("parameter-whole", ["--patience", "0"]),
+        ("parameter-too-large", ["--patience", "1e300"]),
+        ("parameter-too-large", ["--num-classes", "1e300"]),
         ("parameter-threshold", ["--threshold", "0.5"]),
         ("parameter-range", ["--distribution-range", "-1"]),
         ("usage", ["--thresh", "3"]),

@@ -51,3 +51,10 @@ def test_bad_regex_names_the_parameter():
 def test_out_of_range_values_are_refused(bad):
     with pytest.raises(ParameterError):
         RuleParams.from_values(**bad)
+
+
+@pytest.mark.parametrize("name", ["steps", "patience", "num_classes"])
+def test_a_count_beyond_a_32_bit_integer_is_refused_by_name(name):
+    with pytest.raises(ParameterError, match=f"{name} must be at most 2147483647, not 1e"):
+        RuleParams.from_values(**{name: 1e300})
+    assert getattr(RuleParams.from_values(**{name: 2**31 - 1}), name) == 2**31 - 1
