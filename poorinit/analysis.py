@@ -194,9 +194,7 @@ class Analysis:
         """The workers that wrote step files of the analysed mode, anywhere in the trial, and those the
         trial declares (root attribute ``workers``: ranks 0 to N-1), written or not: a worker that has
         written nothing yet is missing, not absent."""
-        mode_workers = getattr(self.trial, "mode_workers", None)
-        # A reader of another format (poorinit/sources) has no mode_workers: its workers, all modes.
-        listed = list(self.trial.workers) if mode_workers is None else list(mode_workers(self.params.mode))
+        listed = list(self.trial.mode_workers(self.params.mode))
         declared = self.declared_workers()
         return sorted(set(listed) | set(range(declared))) if declared else listed
 

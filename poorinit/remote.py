@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from . import format as fmt
 from .errors import PoorinitError, StepFileError, TrialError
-from .trial import H5_ERRORS, REPLACED_WHILE_READ, StepReader, _Budget, _open_problem, _replaced
+from .trial import H5_ERRORS, REPLACED_WHILE_READ, ListedSteps, StepReader, _Budget, _open_problem, _replaced
 
 EXTRA_HINT = "pip install 'poorinit[remote]'"
 
@@ -324,7 +324,7 @@ def _version(details: dict[str, Any]) -> dict[str, str]:
     return {key: str(details[key]) for key in _VERSION_KEYS if details.get(key) is not None}
 
 
-class RemoteTrial:
+class RemoteTrial(ListedSteps):
     """A poorinit trial (HDF5 step files) under a prefix of an object store."""
 
     format_name = "poorinit"
@@ -333,13 +333,7 @@ class RemoteTrial:
         self.store = store
         self.root = root
         self.path = store.location(root)
-        self._names = [name for name, _ in store.list(root)]
-        keys = []
-        for name in self._names:
-            match = fmt.STEP_FILE_RE.match(name)
-            if match is not None:
-                keys.append((int(match["step"]), match["mode"], int(match["worker"]), name))
-        self._keys = sorted(keys)
+        super().__init__([name for name, _ in store.list(root)])
         seen: dict[tuple[int, str, int], str] = {}
         for step, mode, worker, name in self._keys:
             other = seen.setdefault((step, mode, worker), name)
@@ -349,19 +343,6 @@ class RemoteTrial:
                     f"duplicates {other} (step {step}, mode {mode}, worker {worker}); keep one and move the other "
                     "out of the trial",
                 )
-
-    @property
-    def modes(self) -> tuple[str, ...]:
-        present = {key[1] for key in self._keys}
-        return tuple(m for m in fmt.MODES if m in present)
-
-    @property
-    def workers(self) -> tuple[int, ...]:
-        return tuple(sorted({key[2] for key in self._keys}))
-
-    @property
-    def finished(self) -> bool:
-        return fmt.is_finished(self._names, self.workers)
 
     def steps(self, mode: str = "train") -> list[int]:
         return sorted({step for step, m, _, _ in self._keys if m == mode})

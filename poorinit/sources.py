@@ -68,6 +68,10 @@ class TrialReader(Protocol):
     @property
     def workers(self) -> tuple[int, ...]: ...
 
+    def mode_workers(self, mode: str) -> tuple[int, ...]:
+        """The workers that wrote data of ``mode``: whose data every analysed step should hold."""
+        ...
+
     @property
     def finished(self) -> bool: ...
 

@@ -1125,7 +1125,44 @@ def _collections(dataset: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-class Trial:
+class ListedSteps:
+    """What a poorinit trial's step-file names say, wherever the names were listed (a directory, a store prefix).
+
+    :class:`Trial` and :class:`poorinit.remote.RemoteTrial` share it: which
+    modes and workers the trial has, which workers wrote a mode, whether
+    every worker marked its part finished.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self._names = names
+        keys = []
+        for name in names:
+            match = fmt.STEP_FILE_RE.match(name)
+            if match is not None:
+                keys.append((int(match["step"]), match["mode"], int(match["worker"]), name))
+        keys.sort()
+        self._keys: list[tuple[int, str, int, str]] = keys
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        present = {key[1] for key in self._keys}
+        return tuple(m for m in fmt.MODES if m in present)
+
+    @property
+    def workers(self) -> tuple[int, ...]:
+        return tuple(sorted({key[2] for key in self._keys}))
+
+    def mode_workers(self, mode: str) -> tuple[int, ...]:
+        """The workers with at least one step file of ``mode``: whose data every step should hold."""
+        return tuple(sorted({key[2] for key in self._keys if key[1] == mode}))
+
+    @property
+    def finished(self) -> bool:
+        """Whether every worker's writer marked its part complete (docs/format.md), as listed."""
+        return fmt.is_finished(self._names, self.workers)
+
+
+class Trial(ListedSteps):
     """A trial directory, listed from file names alone.
 
     Every entry named like a step file counts, whatever it is: a broken
@@ -1152,19 +1189,12 @@ class Trial:
             raise TrialError(self.path, f"cannot be listed ({error.strerror or error}); check the path") from error
         # Plain tuples, sorted, and a Path only for the files a caller asks for:
         # a trial of 10,000 steps must list about as fast as one of 10.
-        self._names = names
-        keys = []
-        for name in names:
-            match = fmt.STEP_FILE_RE.match(name)
-            if match is not None:
-                keys.append((int(match["step"]), match["mode"], int(match["worker"]), name))
-        keys.sort()
-        self._keys: list[tuple[int, str, int, str]] = keys
+        super().__init__(names)
         self._by_step: dict[tuple[str, int], list[tuple[int, str, int, str]]] = {}
-        for key in keys:
+        for key in self._keys:
             self._by_step.setdefault((key[1], key[0]), []).append(key)
         self._check_duplicates()
-        if not keys:
+        if not self._keys:
             raise TrialError(self.path, self._no_step_files_hint([self.path / n for n in names]))
 
     def _step_file(self, key: tuple[int, str, int, str]) -> fmt.StepFile:
@@ -1229,24 +1259,6 @@ class Trial:
         hints.extend(f"nor {looked_for}" for looked_for in self._also_looked_for)
         shown = "".join(f"; {hint}" for hint in hints)
         return f"holds no step files (named like {example}){shown}; point poorinit at the directory the writer wrote"
-
-    @property
-    def modes(self) -> tuple[str, ...]:
-        present = {key[1] for key in self._keys}
-        return tuple(m for m in fmt.MODES if m in present)
-
-    @property
-    def workers(self) -> tuple[int, ...]:
-        return tuple(sorted({key[2] for key in self._keys}))
-
-    def mode_workers(self, mode: str) -> tuple[int, ...]:
-        """The workers with at least one step file of ``mode``: whose data every step should hold."""
-        return tuple(sorted({key[2] for key in self._keys if key[1] == mode}))
-
-    @property
-    def finished(self) -> bool:
-        """Whether every worker's writer marked its part complete (docs/format.md), as listed."""
-        return fmt.is_finished(self._names, self.workers)
 
     def steps(self, mode: str = "train") -> list[int]:
         return sorted({step for m, step in self._by_step if m == mode})

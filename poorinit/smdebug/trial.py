@@ -359,6 +359,10 @@ class SmdebugTrial:
     def workers(self) -> tuple[int, ...]:
         return tuple(sorted(self._worker_numbers.values()))
 
+    def mode_workers(self, mode: str) -> tuple[int, ...]:
+        """The workers with at least one event file of ``mode``."""
+        return tuple(sorted({worker for m, _, worker in self._listing.by_key if m == mode}))
+
     @property
     def finished(self) -> bool:
         """smdebug writes training_job_end.ts when the job ends."""

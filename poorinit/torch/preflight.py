@@ -129,8 +129,8 @@ class _MemoryTrial:
     def finished(self) -> bool:
         return True
 
-    def mode_workers(self, mode: str) -> list[int]:
-        return [0] if mode == self._mode else []
+    def mode_workers(self, mode: str) -> tuple[int, ...]:
+        return (0,) if mode == self._mode else ()
 
     def steps(self, mode: str = "train") -> list[int]:
         return sorted(self._writer.steps) if mode == self._mode else []
