@@ -22,10 +22,13 @@ from poorinit.params import RuleParams
 from .test_errors_doc import run
 
 
-def write_steps(path, worker, steps, *, overflow_at=()):
-    """Step files of one worker, without its FINISHED marker: training is still running."""
+def write_steps(path, worker, steps, *, overflow_at=(), root_attrs=None):
+    """Step files of one worker, without its FINISHED marker: training is still running.
+
+    ``overflow_at``: steps whose activation inputs reach 1e200; ``root_attrs``: e.g. ``{"workers": 2}``.
+    """
     rng = np.random.default_rng(worker)
-    writer = TrialWriter(path, worker=worker)
+    writer = TrialWriter(path, worker=worker, fsync=False)
     for step in steps:
         scale = 1e200 if step in overflow_at else 1.0
         writer.write_step(
@@ -33,6 +36,7 @@ def write_steps(path, worker, steps, *, overflow_at=()):
             activation_inputs={f"net.{i}.relu_input": rng.normal(0, scale, (16, 16)) for i in range(3)},
             gradients={"gradient/w": rng.normal(0, 0.05, (16, 16))},
             losses={"loss": 2.0 - 0.1 * step},
+            root_attrs=root_attrs,
         )
 
 

@@ -25,21 +25,8 @@ import pytest
 from poorinit import TrialWriter
 from poorinit.format import step_file_name
 
+from .test_bad_input_partial import write_steps
 from .test_errors_doc import expect_error, run
-
-
-def write_steps(path: Path, worker: int, steps: range | list[int], *, overflow_at: tuple[int, ...] = ()) -> None:
-    """Step files of one worker, without its FINISHED marker: training is still running."""
-    rng = np.random.default_rng(worker)
-    writer = TrialWriter(path, worker=worker, fsync=False)
-    for step in steps:
-        scale = 1e200 if step in overflow_at else 1.0
-        writer.write_step(
-            step,
-            activation_inputs={f"net.{i}.relu_input": rng.normal(0, scale, (16, 16)) for i in range(3)},
-            gradients={"gradient/w": rng.normal(0, 0.05, (16, 16))},
-            losses={"loss": 2.0 - 0.1 * step},
-        )
 
 
 @contextmanager
@@ -140,17 +127,7 @@ def test_a_loss_of_exactly_zero_in_compact_storage_is_data(tmp_path: Path) -> No
 
 def write_declared(path: Path, worker: int, steps: range | list[int], *, overflow_at: tuple[int, ...] = ()) -> None:
     """As write_steps, with the root attribute ``workers = 2``: the trial says two workers write it."""
-    rng = np.random.default_rng(worker)
-    writer = TrialWriter(path, worker=worker, fsync=False)
-    for step in steps:
-        scale = 1e200 if step in overflow_at else 1.0
-        writer.write_step(
-            step,
-            activation_inputs={f"net.{i}.relu_input": rng.normal(0, scale, (16, 16)) for i in range(3)},
-            gradients={"gradient/w": rng.normal(0, 0.05, (16, 16))},
-            losses={"loss": 2.0 - 0.1 * step},
-            root_attrs={"workers": 2},
-        )
+    write_steps(path, worker, steps, overflow_at=overflow_at, root_attrs={"workers": 2})
 
 
 def test_follow_waits_for_a_declared_worker_that_has_written_nothing(tmp_path: Path) -> None:
