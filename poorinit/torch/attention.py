@@ -40,7 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "MAX_LOGITS", "softmax_logits", "attention_logits"]
+__all__ = ["SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "MAX_LOGITS", "attention_logits", "call_argument", "softmax_logits"]
 
 # At most this many logits (16 MiB of float32) are kept per softmax or attention call.
 MAX_LOGITS = 1 << 22
@@ -49,7 +49,8 @@ SOFTMAX_FUNCTIONS = frozenset({F.softmax, torch.softmax, torch.Tensor.softmax})
 ATTENTION_FUNCTIONS = frozenset({F.scaled_dot_product_attention, F.multi_head_attention_forward})
 
 
-def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, default: Any) -> Any:
+def call_argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, default: Any) -> Any:
+    """Argument ``index`` of a call as the function reads it: positional, else by ``name``, else ``default``."""
     if len(args) > index:
         return args[index]
     return kwargs.get(name, default)
@@ -57,10 +58,10 @@ def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name
 
 def softmax_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
     """The input of a softmax call with its softmax axis last (``None`` if there is no tensor input)."""
-    value = _argument(args, kwargs, 0, "input", None)
+    value = call_argument(args, kwargs, 0, "input", None)
     if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.dim() == 0:
         return None
-    dim = _argument(args, kwargs, 1, "dim", None)
+    dim = call_argument(args, kwargs, 1, "dim", None)
     if dim is None:  # F.softmax's legacy implicit dimension
         dim = 0 if value.dim() in (0, 1, 3) else 1
     logits = value.detach().movedim(int(dim), -1)
@@ -96,11 +97,11 @@ def _sampled(query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 def _sdpa_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
-    query = _argument(args, kwargs, 0, "query", None)
-    key = _argument(args, kwargs, 1, "key", None)
+    query = call_argument(args, kwargs, 0, "query", None)
+    key = call_argument(args, kwargs, 1, "key", None)
     if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor) or query.dim() < 2:
         return None
-    scale = kwargs.get("scale") if len(args) <= 6 else args[6]
+    scale = call_argument(args, kwargs, 6, "scale", None)
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
     if query.dim() >= 3 and key.dim() >= 3 and key.shape[-3] != query.shape[-3] and key.shape[-3] > 0:
@@ -111,13 +112,13 @@ def _sdpa_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tens
 
 
 def _mha_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
-    query = _argument(args, kwargs, 0, "query", None)
-    key = _argument(args, kwargs, 1, "key", None)
-    heads = _argument(args, kwargs, 4, "num_heads", None)
+    query = call_argument(args, kwargs, 0, "query", None)
+    key = call_argument(args, kwargs, 1, "key", None)
+    heads = call_argument(args, kwargs, 4, "num_heads", None)
     if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor) or not isinstance(heads, int):
         return None
-    in_weight = _argument(args, kwargs, 5, "in_proj_weight", None)
-    in_bias = _argument(args, kwargs, 6, "in_proj_bias", None)
+    in_weight = call_argument(args, kwargs, 5, "in_proj_weight", None)
+    in_bias = call_argument(args, kwargs, 6, "in_proj_bias", None)
     separate = bool(kwargs.get("use_separate_proj_weight", False))
     embed = query.shape[-1]
     if separate:

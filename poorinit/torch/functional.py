@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .attention import ATTENTION_FUNCTIONS, SOFTMAX_FUNCTIONS, attention_logits, softmax_logits
+from .attention import ATTENTION_FUNCTIONS, SOFTMAX_FUNCTIONS, attention_logits, call_argument, softmax_logits
 
 __all__ = ["ACTIVATION_FUNCTIONS", "LOSS_FUNCTIONS", "FunctionalCapture"]
 
@@ -68,20 +68,14 @@ ACTIVATION_FUNCTIONS: Mapping[Any, str] = _activation_functions()
 LOSS_FUNCTIONS = frozenset({F.cross_entropy, F.nll_loss})
 
 
-def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str, default: Any) -> Any:
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
-
-
 def negative_slope(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> float:
     """The slope of a leaky_relu call, as F.leaky_relu reads its arguments (default 0.01)."""
-    return float(_argument(args, kwargs, 1, "negative_slope", 0.01))
+    return float(call_argument(args, kwargs, 1, "negative_slope", 0.01))
 
 
 def class_count(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int | None:
     """K of a cross-entropy / NLL call: the class dimension of its input (dim 1, or 0 unbatched)."""
-    logits = _argument(args, kwargs, 0, "input", None)
+    logits = call_argument(args, kwargs, 0, "input", None)
     if not isinstance(logits, torch.Tensor) or logits.dim() == 0:
         return None
     return int(logits.shape[1] if logits.dim() >= 2 else logits.shape[0])
@@ -111,7 +105,7 @@ class FunctionalCapture(TorchFunctionMode):
         except TypeError:  # an unhashable callable: never one of ours
             kind, softmax, attention, loss = None, False, False, False
         if kind is not None:
-            value = _argument(args, kwargs, 0, "input", None)
+            value = call_argument(args, kwargs, 0, "input", None)
             if isinstance(value, torch.Tensor):
                 self._on_activation(kind, value, args, kwargs)
         elif softmax or attention:
