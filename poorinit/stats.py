@@ -701,7 +701,7 @@ def _bracketed(kept: Sequence[np.ndarray], ranks: Sequence[int]) -> dict[int, fl
             below[index] += count
             inside[index].extend(members)
     values: dict[int, float] = {}
-    for (a, b), count, members in zip(brackets, below, inside, strict=True):
+    for count, members in zip(below, inside, strict=True):
         pool = np.concatenate(members) if members else np.empty(0, dtype=np.float32)
         local = [rank - count for rank in ranks if 0 <= rank - count < pool.size]
         if local:
