@@ -655,6 +655,9 @@ def _order_statistics(
 # rank falls outside its bracket about once in 10^6 (then the census runs).
 SAMPLE_VALUES = 1 << 16
 BRACKET_SIGMAS = 5.0
+# A bracket whose sample holds more than 1/INSIDE_MAX of the sampled values is
+# made of ties (nominally a bracket holds under 1%): the census takes it.
+INSIDE_MAX = 16
 
 
 def _bracketed(kept: Sequence[np.ndarray], ranks: Sequence[int]) -> dict[int, float] | None:
@@ -694,14 +697,24 @@ def _bracketed(kept: Sequence[np.ndarray], ranks: Sequence[int]) -> dict[int, fl
             brackets[-1] = (brackets[-1][0], max(b, brackets[-1][1]))
         else:
             brackets.append((a, b))
+    for a, b in brackets:
+        # Ties can make a bracket hold far more than its sample ranks promise:
+        # the census splits such bins without copying them, so it takes those.
+        if a < b and np.count_nonzero((sample >= a) & (sample <= b)) * INSIDE_MAX > size:
+            return None
     below = [0] * len(brackets)
+    equal = [0] * len(brackets)  # values inside a bracket of one value, a == b: counted, not kept
     inside: list[list[np.ndarray]] = [[] for _ in brackets]
     for part in map_in_order(functools.partial(_count_brackets, brackets=brackets), _halves(list(kept))):
-        for index, (count, members) in enumerate(part):
+        for index, (count, ties, members) in enumerate(part):
             below[index] += count
+            equal[index] += ties
             inside[index].extend(members)
     values: dict[int, float] = {}
-    for count, members in zip(below, inside, strict=True):
+    for (a, _), count, ties, members in zip(brackets, below, equal, inside, strict=True):
+        if ties:
+            values.update({rank: a for rank in ranks if count <= rank < count + ties})
+            continue
         pool = np.concatenate(members) if members else np.empty(0, dtype=np.float32)
         local = [rank - count for rank in ranks if 0 <= rank - count < pool.size]
         if local:
@@ -712,9 +725,12 @@ def _bracketed(kept: Sequence[np.ndarray], ranks: Sequence[int]) -> dict[int, fl
 
 def _count_brackets(
     blocks: Sequence[np.ndarray], brackets: Sequence[tuple[float, float]]
-) -> list[tuple[int, list[np.ndarray]]]:
-    """Per bracket ``[a, b]``: how many values of ``blocks`` lie below ``a``, and those inside."""
-    found: list[tuple[int, list[np.ndarray]]] = [(0, []) for _ in brackets]
+) -> list[tuple[int, int, list[np.ndarray]]]:
+    """Per bracket ``[a, b]``: how many values of ``blocks`` lie below ``a``, how
+    many inside when ``a == b`` (all equal: not copied), and those inside otherwise."""
+    below = [0] * len(brackets)
+    ties = [0] * len(brackets)
+    inside: list[list[np.ndarray]] = [[] for _ in brackets]
     for block in blocks:
         for start in range(0, block.size, SLICE):
             x = block[start : start + SLICE]
@@ -724,10 +740,15 @@ def _count_brackets(
                 np.less(x, a, out=lower)
                 np.less_equal(x, b, out=upper)
                 count = int(np.count_nonzero(lower))
+                below[index] += count
+                if a == b:
+                    ties[index] += int(np.count_nonzero(upper)) - count
+                    continue
                 np.not_equal(upper, lower, out=upper)  # a <= x <= b (lower implies upper)
                 members = x[upper]
-                found[index] = (found[index][0] + count, found[index][1] + ([members] if members.size else []))
-    return found
+                if members.size:
+                    inside[index].append(members)
+    return list(zip(below, ties, inside, strict=True))
 
 
 def _count_all_prefixes(blocks: Sequence[np.ndarray]) -> np.ndarray:

@@ -55,6 +55,10 @@ def _distributions():
     yield "two clusters far apart", np.concatenate([rng.normal(-1e6, 1, n // 2), rng.normal(1e6, 1, n // 2)])
 
 
+# Where ties fill a bracket, the census answers instead (it splits tied bins without copying them).
+TIES = {"rounded: long runs of equal values", "one value", "signed zeros and a few values"}
+
+
 @pytest.mark.parametrize("name, values", list(_distributions()), ids=[name for name, _ in _distributions()])
 def test_bracketed_order_statistics_are_the_sorted_values(name, values):
     values = values.astype(np.float32)
@@ -63,8 +67,13 @@ def test_bracketed_order_statistics_are_the_sorted_values(name, values):
     n = values.size
     ranks = sorted({0, n - 1, *stats._linear(n, 5)[:2], *stats._linear(n, 95)[:2], n // 2})
     found = stats._bracketed(blocks, ranks)
-    assert found is not None, "a 5-sigma bracket missed (one chance in a million)"
-    assert found == {rank: float(ordered[rank]) for rank in ranks}
+    if found is None:
+        assert name in TIES, "a 5-sigma bracket missed (one chance in a million)"
+    else:
+        assert found == {rank: float(ordered[rank]) for rank in ranks}
+    with parallel.using(2):
+        pooled = stats.pooled_spread([ArrayTensor(f"g{i}", block) for i, block in enumerate(blocks)])
+    assert (pooled.spread.low, pooled.spread.high) == tuple(np.percentile(values, [5, 95]))
 
 
 def test_a_bracket_that_misses_its_rank_leaves_the_census_to_answer(monkeypatch):
