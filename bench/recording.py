@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -64,28 +65,35 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 
 
-def train(model: nn.Module, shape: tuple[int, ...], batch: int, steps: int, recorder: Recorder | None) -> float:
-    """Seconds for ``steps`` training steps (recorded ones when a recorder is given), files closed included."""
+def train(
+    model: nn.Module, shape: tuple[int, ...], batch: int, steps: int, recorder: Callable[[], Recorder] | None
+) -> float:
+    """Seconds for ``steps`` training steps (recorded ones when a recorder is given), files closed included.
+
+    ``recorder`` makes the Recorder: it is made inside the measured time, so
+    whatever it starts (its writer threads) is paid for in the figure.
+    """
     generator = torch.Generator().manual_seed(0)
     data = [(torch.randn(batch, *shape, generator=generator), torch.randint(0, 10, (batch,))) for _ in range(steps)]
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
+    rec = recorder() if recorder is not None else None
     for x, y in data:
-        if recorder is None:
+        if rec is None:
             loss = loss_fn(model(x), y)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             continue
-        with recorder.step():
+        with rec.step():
             loss = loss_fn(model(x), y)
             optimiser.zero_grad()
             loss.backward()
-            recorder.loss(loss)
+            rec.loss(loss)
             optimiser.step()
-    if recorder is not None:
-        recorder.close()  # waits for the writer thread: its work is counted
+    if rec is not None:
+        rec.close()  # waits for the writer threads: their work is counted
     return time.perf_counter() - started
 
 
@@ -129,8 +137,10 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
             plain, background, inline = [], [], []
             for _ in range(runs):  # alternated, so that load on the machine hits all sides alike
                 plain.append(train(model, shape, batch, steps, None))
-                background.append(train(model, shape, batch, steps, Recorder(model, fresh(), steps=steps)))
-                inline.append(train(model, shape, batch, steps, Recorder(model, fresh(), steps=steps, background=False)))
+                background.append(train(model, shape, batch, steps, partial(Recorder, model, fresh(), steps=steps)))
+                inline.append(
+                    train(model, shape, batch, steps, partial(Recorder, model, fresh(), steps=steps, background=False))
+                )
             base = statistics.median(plain) / steps
             for name, times in (("background writer", background), ("written in the step", inline)):
                 per_step = statistics.median(times) / steps
@@ -144,14 +154,15 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
                     (ratio <= TARGET) if name == "background writer" and not smoke else None,
                 ))  # fmt: skip
 
-        # Size and read cost of compression, on the MLP's trial (its weights are the biggest tensors).
+        # Size and read cost of compression, on the MLP's trial (weights at the first step, gradients at every step).
         make, shape = MODELS["MLP 3x256"]
         trials: dict[str | None, Path] = {}
         for compression in (None, "gzip", "lzf"):
             torch.manual_seed(0)
             model = make()
             trials[compression] = fresh()
-            train(model, shape, batch, steps, Recorder(model, trials[compression], steps=steps, compression=compression))
+            recorder = partial(Recorder, model, trials[compression], steps=steps, compression=compression)
+            train(model, shape, batch, steps, recorder)
         reads: dict[str | None, list[float]] = {c: [] for c in trials}
         for _ in range(max(runs, 3)):
             for compression, trial in trials.items():

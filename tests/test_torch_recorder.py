@@ -365,6 +365,22 @@ def test_an_error_on_the_writer_thread_is_raised_on_the_training_thread(tmp_path
     assert not (tmp_path / "t" / fmt.worker_finished_marker(0)).exists()
 
 
+def test_an_error_while_publishing_is_raised_and_leaves_no_temporary_file(tmp_path):
+    """The rename fails on the publisher thread (a directory holds the step's name): raised, never lost."""
+    model = Net()
+    rec = Recorder(model, tmp_path / "t", steps=3)
+    (tmp_path / "t" / fmt.step_file_name(1, "train", 0)).mkdir()
+    with pytest.raises(OSError):
+        train(model, rec, 3)
+        rec.close()
+    with pytest.raises(RecordingError, match="not marked finished"):
+        rec.close()  # the error was raised once; a trial missing a step is never marked finished
+    names = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert fmt.step_file_name(0, "train", 0) in names and fmt.step_file_name(2, "train", 0) not in names
+    assert fmt.worker_finished_marker(0) not in names
+
+
 @pytest.mark.parametrize("compression", ["gzip", "lzf"])
 def test_compressed_trials_keep_their_checksums_and_values(tmp_path, compression):
     import h5py

@@ -64,6 +64,11 @@ class BackgroundWriter:
             self._publisher.join()
         self._raise_pending()
 
+    @property
+    def broken(self) -> bool:
+        """Whether a step failed (its error raised or pending): the steps after it were dropped."""
+        return self._failed()
+
     def _raise_pending(self) -> None:
         with self._lock:
             error, self._error = self._error, None

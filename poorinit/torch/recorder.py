@@ -159,6 +159,7 @@ class Recorder:
         self._open = False
         self._current: _Step | None = None
         self._written: set[int] = set()
+        self._incomplete = False  # a background write failed: close() must not mark the trial finished
         self._weights_written: set[str] = set()  # parameter names whose values are in a step file
         self._tracker: ModuleTracker | None = None
         self._capture: FunctionalCapture | None = None
@@ -224,6 +225,7 @@ class Recorder:
             try:
                 background.join()
             finally:
+                self._incomplete = self._incomplete or background.broken
                 if restart:
                     self._background = BackgroundWriter(self.writer)
 
@@ -232,6 +234,13 @@ class Recorder:
         if self._open:
             raise RecordingError("close() inside a rec.step() block")
         self._drain(restart=False)
+        if self._incomplete:
+            # The error was raised already (at a step, or by the drain above);
+            # a trial with a step missing must not look complete to --follow.
+            raise RecordingError(
+                f"{self.writer.path}: a recorded step could not be written, so the trial is incomplete "
+                "and is not marked finished"
+            )
         self.writer.close()
 
     def __enter__(self) -> Recorder:
