@@ -5,8 +5,11 @@
 
 For a small CNN, a 2-layer transformer encoder and an MLP (batch 64, SGD), it
 times training steps with and without a Recorder (files written on the
-background thread, and written in the step for comparison), as medians of
-alternated runs in this one process. Then it records the same steps plain,
+background threads, and written in the step for comparison), as medians of
+alternated runs in this one process; the Recorder is made, and its files
+closed, inside the measured time. A third row per model says what HDF5 takes
+to write one recorded step file (its tensors written again with TrialWriter,
+CPU time of the writing thread), against the unrecorded step. Then it records the same steps plain,
 gzip- and lzf-compressed, and compares the trials' sizes and how long
 ``poorinit.analyze`` takes to read each. Rows follow bench/run.py's table;
 bench/run.py can call :func:`rows` and add them to its own.
@@ -97,6 +100,61 @@ def train(
     return time.perf_counter() - started
 
 
+def writer_row(label: str, trial: Path, step: int, base: float, scratch: Path, runs: int) -> Row:
+    """What HDF5 costs to write one recorded step file: its tensors written again by TrialWriter.
+
+    The file of a step after the first (no weights) is read back, datasets and
+    attributes alike, and written again ``runs`` times without fsync; the CPU
+    time of the writing thread is what it takes from a GIL-bound training loop.
+    """
+    import h5py
+    import numpy as np
+
+    from poorinit import format as fmt
+    from poorinit.writer import TrialWriter
+
+    tensors: dict[str, tuple[np.ndarray, list[str]]] = {}
+    attrs: dict[str, dict[str, object]] = {}
+
+    def plain(value: object) -> object:
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        return value.item() if isinstance(value, np.generic) else value
+
+    (path,) = trial.glob(f"*{step}_train_0.h5")
+    with h5py.File(path, "r") as f:
+        root = {k: plain(v) for k, v in f.attrs.items() if k not in fmt.REQUIRED_ATTRS}
+
+        def take(name: str, item: object) -> None:
+            if isinstance(item, h5py.Dataset):
+                extra = {k: plain(v) for k, v in item.attrs.items() if k != fmt.COLLECTIONS_ATTR}
+                tensors[name] = (item[()], str(plain(item.attrs[fmt.COLLECTIONS_ATTR])).split(","))
+                if extra:
+                    attrs[name] = extra
+
+        f[fmt.TENSOR_GROUP].visititems(take)
+    count = len(tensors) + sum(len(a) for a in attrs.values()) + len(root) + len(fmt.REQUIRED_ATTRS)
+    size = sum(array.nbytes for array, _ in tensors.values())
+    writer = TrialWriter(scratch / path.stem, fsync=False)
+    cpu = []
+    for _ in range(max(runs, 3)):
+        started = time.thread_time()
+        writer.write_step(step, tensors=tensors, attrs=attrs, root_attrs=root)
+        cpu.append(time.thread_time() - started)
+    per_file = statistics.median(cpu)
+    return (
+        "recording: HDF5's part",
+        f"{label}: writing one recorded step file again with TrialWriter, no fsync, CPU time (step {step}: "
+        f"{len(tensors)} datasets, {count} attributes with the tensors' collections, {size / 2**20:.2f} MiB) "
+        "vs an unrecorded step",
+        f"{per_file * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({per_file / base:.1f}x)",
+        "n/a (what the writer threads take from the loop)",
+        None,
+    )
+
+
 def size_of(trial: Path) -> int:
     return sum(f.stat().st_size for f in trial.rglob("*") if f.is_file())
 
@@ -142,6 +200,7 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
                     train(model, shape, batch, steps, partial(Recorder, model, fresh(), steps=steps, background=False))
                 )
             base = statistics.median(plain) / steps
+            last = root / f"t{counter - 1}"  # the last background-written trial
             for name, times in (("background writer", background), ("written in the step", inline)):
                 per_step = statistics.median(times) / steps
                 ratio = per_step / base
@@ -153,6 +212,7 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
                     f"<= {TARGET}x" if name == "background writer" else "n/a (for comparison)",
                     (ratio <= TARGET) if name == "background writer" and not smoke else None,
                 ))  # fmt: skip
+            found.append(writer_row(label, last, min(1, steps - 1), base, root / "rewritten", runs))
 
         # Size and read cost of compression, on the MLP's trial (weights at the first step, gradients at every step).
         make, shape = MODELS["MLP 3x256"]
