@@ -297,12 +297,16 @@ class Analysis:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
                 warnings.append(f"{check.title}: no tensor matched {selector.describe()} at steps {shown}")
         warnings += self.partial_warnings()
-        from .diagnosis import with_remedies
-        from .remedy import kind_from_name
-
         diagnosis = self.diagnosis() if self._diagnosis is not None else None
-        kinds = [kind_from_name(name) for name in sorted(self._names, key=depth_key)]
-        results = with_remedies(self.results(), diagnosis, self._layer_variances(), kinds)
+        results = self.results()
+        if diagnosis is not None or any(c.fired for c in results):
+            # Remedies are chosen only for a fired criterion: a passing trial (most runs, and every
+            # trial of a clean scan) does not import the diagnosis and remedy modules at all.
+            from .diagnosis import with_remedies
+            from .remedy import kind_from_name
+
+            kinds = [kind_from_name(name) for name in sorted(self._names, key=depth_key)]
+            results = with_remedies(results, diagnosis, self._layer_variances(), kinds)
         return conclude(
             str(self.trial.path), self.params, self.steps, results, warnings, self.holds(), diagnosis,
             partial=self.partial,
