@@ -23,7 +23,7 @@ from .rule import Verdict, conclude
 from .trial import Tensor, Trial
 
 if TYPE_CHECKING:
-    from .diagnosis import Diagnosis
+    from .diagnosis import Diagnosis, DiagnosisMeasurer
     from .sources import TrialReader
 
 
@@ -70,8 +70,6 @@ class Analysis:
         self, trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *,
         explain: bool = False
     ) -> None:
-        from .diagnosis import DiagnosisMeasurer
-
         self.trial = trial
         self.params = params
         self.checks = [cls(params) for cls in (load_checks() if checks is None else checks)]
@@ -86,7 +84,11 @@ class Analysis:
         self._read_workers: dict[int, frozenset[int]] = {}
         self._missing_tensors: dict[tuple[int, str], list[int]] = {}
         # The per-layer diagnosis reads the first analysed step's files while they are open.
-        self._diagnosis = DiagnosisMeasurer(params) if explain else None
+        self._diagnosis: DiagnosisMeasurer | None = None
+        if explain:
+            from .diagnosis import DiagnosisMeasurer
+
+            self._diagnosis = DiagnosisMeasurer(params)
 
     def add_step(self, step: int) -> None:
         """Open the step's files (one per worker), let every check measure, close."""

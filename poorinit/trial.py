@@ -208,7 +208,7 @@ class DatasetTensor:
     def _error(self, problem: str) -> TensorError:
         return TensorError(self.source, self.name, problem)
 
-    @property
+    @functools.cached_property  # the loss is asked by two criteria
     def fill_value(self) -> float | None:
         """What the storage holds until written, when the writer asked for it to be allocated with
         the dataset (early allocation of contiguous or chunked storage); None otherwise.
@@ -796,13 +796,14 @@ def _attribute(oid: Any, name: bytes | str) -> Any:
     raw = name.encode("utf8") if isinstance(name, str) else name
     attr = h5py.h5a.open(oid, raw)
     shape = attr.shape
-    dtype = attr.dtype
+    stored = attr.get_type()
+    dtype = stored.dtype  # attr.dtype, without asking HDF5 for the type a second time
     if shape is None or dtype.kind not in "biufS" or dtype.subdtype is not None or dtype.names:
         return h5py.AttributeManager(_HighLevel(oid))[raw]
     if dtype.kind == "S":
         # Fixed-length bytes, copied as stored: equal numpy dtypes may stand for
         # strings of different character sets, which HDF5 will not convert.
-        memory = attr.get_type()
+        memory = stored
     else:
         memory = _MEMORY_TYPES.get(dtype)
         if memory is None:
