@@ -26,6 +26,7 @@ PARTS = (
     ("percentile census: histogram of bit patterns", "stats.py", "_count_prefixes"),
     ("percentile census: copying kept blocks", "stats.py", "place"),
     ("order statistics: gathering the wanted bins", "stats.py", "_order_statistics"),
+    ("order statistics: counting below and inside the sampled brackets", "stats.py", "_count_brackets"),
 )
 
 

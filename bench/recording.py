@@ -5,8 +5,11 @@
 
 For a small CNN, a 2-layer transformer encoder and an MLP (batch 64, SGD), it
 times training steps with and without a Recorder (files written on the
-background thread, and written in the step for comparison), as medians of
-alternated runs in this one process. Then it records the same steps plain,
+background threads, and written in the step for comparison), as medians of
+alternated runs in this one process; the Recorder is made, and its files
+closed, inside the measured time. A third row per model says what HDF5 takes
+to write one recorded step file (its tensors written again with TrialWriter,
+CPU time of the writing thread), against the unrecorded step. Then it records the same steps plain,
 gzip- and lzf-compressed, and compares the trials' sizes and how long
 ``poorinit.analyze`` takes to read each. Rows follow bench/run.py's table;
 bench/run.py can call :func:`rows` and add them to its own.
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -64,29 +68,91 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 
 
-def train(model: nn.Module, shape: tuple[int, ...], batch: int, steps: int, recorder: Recorder | None) -> float:
-    """Seconds for ``steps`` training steps (recorded ones when a recorder is given), files closed included."""
+def train(
+    model: nn.Module, shape: tuple[int, ...], batch: int, steps: int, recorder: Callable[[], Recorder] | None
+) -> float:
+    """Seconds for ``steps`` training steps (recorded ones when a recorder is given), files closed included.
+
+    ``recorder`` makes the Recorder: it is made inside the measured time, so
+    whatever it starts (its writer threads) is paid for in the figure.
+    """
     generator = torch.Generator().manual_seed(0)
     data = [(torch.randn(batch, *shape, generator=generator), torch.randint(0, 10, (batch,))) for _ in range(steps)]
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
+    rec = recorder() if recorder is not None else None
     for x, y in data:
-        if recorder is None:
+        if rec is None:
             loss = loss_fn(model(x), y)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             continue
-        with recorder.step():
+        with rec.step():
             loss = loss_fn(model(x), y)
             optimiser.zero_grad()
             loss.backward()
-            recorder.loss(loss)
+            rec.loss(loss)
             optimiser.step()
-    if recorder is not None:
-        recorder.close()  # waits for the writer thread: its work is counted
+    if rec is not None:
+        rec.close()  # waits for the writer threads: their work is counted
     return time.perf_counter() - started
+
+
+def writer_row(label: str, trial: Path, step: int, base: float, scratch: Path, runs: int) -> Row:
+    """What HDF5 costs to write one recorded step file: its tensors written again by TrialWriter.
+
+    The file of a step after the first (no weights) is read back, datasets and
+    attributes alike, and written again ``runs`` times without fsync; the CPU
+    time of the writing thread is what it takes from a GIL-bound training loop.
+    """
+    import h5py
+    import numpy as np
+
+    from poorinit import format as fmt
+    from poorinit.writer import TrialWriter
+
+    tensors: dict[str, tuple[np.ndarray, list[str]]] = {}
+    attrs: dict[str, dict[str, object]] = {}
+
+    def plain(value: object) -> object:
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        return value.item() if isinstance(value, np.generic) else value
+
+    (path,) = trial.glob(f"*{step}_train_0.h5")
+    with h5py.File(path, "r") as f:
+        root = {k: plain(v) for k, v in f.attrs.items() if k not in fmt.REQUIRED_ATTRS}
+
+        def take(name: str, item: object) -> None:
+            if isinstance(item, h5py.Dataset):
+                extra = {k: plain(v) for k, v in item.attrs.items() if k != fmt.COLLECTIONS_ATTR}
+                tensors[name] = (item[()], str(plain(item.attrs[fmt.COLLECTIONS_ATTR])).split(","))
+                if extra:
+                    attrs[name] = extra
+
+        f[fmt.TENSOR_GROUP].visititems(take)
+    count = len(tensors) + sum(len(a) for a in attrs.values()) + len(root) + len(fmt.REQUIRED_ATTRS)
+    size = sum(array.nbytes for array, _ in tensors.values())
+    writer = TrialWriter(scratch / path.stem, fsync=False)
+    cpu = []
+    for _ in range(max(runs, 3)):
+        started = time.thread_time()
+        writer.write_step(step, tensors=tensors, attrs=attrs, root_attrs=root)
+        cpu.append(time.thread_time() - started)
+    per_file = statistics.median(cpu)
+    return (
+        "recording: HDF5's part",
+        f"{label}: writing one recorded step file again with TrialWriter, no fsync, CPU time (step {step}: "
+        f"{len(tensors)} datasets, {count} attributes with the tensors' collections, {size / 2**20:.2f} MiB) "
+        "vs an unrecorded step",
+        f"{per_file * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({per_file / base:.1f}x)",
+        "n/a (what the writer threads take from the loop)",
+        None,
+    )
 
 
 def size_of(trial: Path) -> int:
@@ -129,9 +195,12 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
             plain, background, inline = [], [], []
             for _ in range(runs):  # alternated, so that load on the machine hits all sides alike
                 plain.append(train(model, shape, batch, steps, None))
-                background.append(train(model, shape, batch, steps, Recorder(model, fresh(), steps=steps)))
-                inline.append(train(model, shape, batch, steps, Recorder(model, fresh(), steps=steps, background=False)))
+                background.append(train(model, shape, batch, steps, partial(Recorder, model, fresh(), steps=steps)))
+                inline.append(
+                    train(model, shape, batch, steps, partial(Recorder, model, fresh(), steps=steps, background=False))
+                )
             base = statistics.median(plain) / steps
+            last = root / f"t{counter - 1}"  # the last background-written trial
             for name, times in (("background writer", background), ("written in the step", inline)):
                 per_step = statistics.median(times) / steps
                 ratio = per_step / base
@@ -143,15 +212,17 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
                     f"<= {TARGET}x" if name == "background writer" else "n/a (for comparison)",
                     (ratio <= TARGET) if name == "background writer" and not smoke else None,
                 ))  # fmt: skip
+            found.append(writer_row(label, last, min(1, steps - 1), base, root / "rewritten", runs))
 
-        # Size and read cost of compression, on the MLP's trial (its weights are the biggest tensors).
+        # Size and read cost of compression, on the MLP's trial (weights at the first step, gradients at every step).
         make, shape = MODELS["MLP 3x256"]
         trials: dict[str | None, Path] = {}
         for compression in (None, "gzip", "lzf"):
             torch.manual_seed(0)
             model = make()
             trials[compression] = fresh()
-            train(model, shape, batch, steps, Recorder(model, trials[compression], steps=steps, compression=compression))
+            recorder = partial(Recorder, model, trials[compression], steps=steps, compression=compression)
+            train(model, shape, batch, steps, recorder)
         reads: dict[str | None, list[float]] = {c: [] for c in trials}
         for _ in range(max(runs, 3)):
             for compression, trial in trials.items():

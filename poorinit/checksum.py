@@ -9,26 +9,24 @@ padded with a zero), ``sum1 = sum(w_i)`` and ``sum2 = sum((L - i) * w_i)``,
 both modulo 65535, stored as ``sum2 << 16 | sum1`` in little-endian order
 after the data.
 
-How it is vectorised: the data is viewed as native little-endian uint64, four
-byte-swapped words each. A byte-swapped word is ``256 * w`` modulo 65535, so
-sums of swapped words give the sums of the words once multiplied by the
-inverse of 256. Masking splits each uint64 into two lanes of 32 bits holding
-one word each (words 0 and 2, then 1 and 3), so sums of rows of 2,048 values
-never carry from one lane into the next. With the rows summed (their weights
-``L - i`` are affine in the row index) and the columns summed (the part of the
-weight that varies within a row), ``sum2`` needs no multiplication per value.
+How it is vectorised: the data is viewed as native little-endian uint16 (the
+words byte-swapped) in rows of 4,096. A byte-swapped word is ``256 * w`` modulo
+65535, so sums of swapped words give the sums of the words once multiplied by
+the inverse of 256. The weight ``L - i`` of word ``i = 4096 row + column`` is
+affine in the row and the column, so ``sum2`` needs only the row sums and the
+column sums: two reductions, no multiplication per value, each accumulating in
+uint32 (numpy's fastest path here; a row sum stays below 2**28 and a column sum
+of at most 65,536 rows below 2**32). The first version masked uint64 lanes
+apart in seven passes: 5x slower.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_LANES = np.uint64(0x0000FFFF0000FFFF)
-_LOW = np.uint64(0xFFFFFFFF)
-_16 = np.uint64(16)
-_32 = np.uint64(32)
 _INVERSE_256 = pow(256, -1, 65535)
-_COLUMNS = 2048  # uint64 values per row: a row's lane sums stay below 2**27
+_COLUMNS = 4096  # words per row (8 KiB)
+_ROWS = 1 << 16  # rows per column sum: 65,536 x 65,535 < 2**32
 _COLUMN = np.arange(_COLUMNS, dtype=np.uint64)
 
 
@@ -36,26 +34,18 @@ def fletcher32_sums(data: np.ndarray) -> tuple[int, int]:
     """HDF5's (sum1, sum2) of the bytes ``data`` (a 1-D uint8 array), each modulo 65535."""
     size = data.size
     words = (size + 1) // 2
-    body = size // (8 * _COLUMNS) * (8 * _COLUMNS)
+    body = size // (2 * _COLUMNS) * (2 * _COLUMNS)
     sum1 = sum2 = 0
     if body:
-        values = data[:body].view(np.uint64).reshape(-1, _COLUMNS)
-        rows = values.shape[0]
-        even = np.bitwise_and(values, _LANES)  # words 4j (low lane) and 4j+2 (high lane)
-        odd = np.right_shift(values, _16)
-        np.bitwise_and(odd, _LANES, out=odd)  # words 4j+1 and 4j+3
-        even_rows, odd_rows = even.sum(axis=1), odd.sum(axis=1)
-        even_columns, odd_columns = even.sum(axis=0), odd.sum(axis=0)
-        lanes = np.stack([even_rows & _LOW, odd_rows & _LOW, even_rows >> _32, odd_rows >> _32])
-        per_row = lanes.sum(axis=0) % 65535
-        totals = [int(total) for total in lanes.sum(axis=1)]  # per word position 0..3 within a uint64
-        per_column = ((even_columns & _LOW) + (even_columns >> _32) + (odd_columns & _LOW)
-                      + (odd_columns >> _32)) % 65535
-        # Word 4(row * C + column) + lane has weight words - 4 C row - 4 column - lane.
-        row_weights = (words - 4 * _COLUMNS * np.arange(rows, dtype=np.uint64)) % 65535
-        sum1 = sum(totals)
-        sum2 = (int((row_weights * per_row).sum()) - (totals[1] + 2 * totals[2] + 3 * totals[3])
-                - 4 * int((_COLUMN * per_column).sum()))
+        matrix = data[:body].view(np.uint16).reshape(-1, _COLUMNS)
+        for first in range(0, matrix.shape[0], _ROWS):
+            values = matrix[first : first + _ROWS]
+            per_row = values.sum(axis=1, dtype=np.uint32).astype(np.uint64)
+            per_column = values.sum(axis=0, dtype=np.uint32).astype(np.uint64)
+            rows = first + np.arange(values.shape[0], dtype=np.uint64)
+            row_weights = (words - _COLUMNS * rows) % 65535  # the weight of each row's first word
+            sum1 += int(per_row.sum())
+            sum2 += int((row_weights * (per_row % 65535)).sum()) - int((_COLUMN * (per_column % 65535)).sum())
     if body < size:
         tail = data[body:]
         if tail.size % 2:

@@ -12,6 +12,8 @@ so a flipped bit or a torn copy is reported as damage, never judged as data.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import secrets
@@ -100,7 +102,10 @@ class TrialWriter:
         self.worker = worker
         # Flushing each file to disk before its rename means that after a
         # machine crash a step file is either complete or absent, never a
-        # right name over missing blocks. Off only for throwaway trials.
+        # right name over missing blocks (the rename alone already keeps a
+        # half-written file from a concurrent reader). Off only for throwaway
+        # trials; poorinit.torch's background writer does it on its own
+        # thread, off the training thread (stage_step, then publish).
         self.fsync = fsync
         self.path.mkdir(parents=True, exist_ok=True)
 
@@ -127,6 +132,32 @@ class TrialWriter:
         ``root_attrs`` the step file's (``{"num_classes": 10}``): the optional
         attributes of docs/format.md. Values are str, int, float, bool or a
         list of numbers.
+        """
+        return self.stage_step(
+            step, activation_inputs=activation_inputs, gradients=gradients, weights=weights, losses=losses,
+            tensors=tensors, mode=mode, worker=worker, attrs=attrs, root_attrs=root_attrs,
+        ).publish()  # fmt: skip
+
+    def stage_step(
+        self,
+        step: int,
+        *,
+        activation_inputs: Mapping[str, ArrayLike] | None = None,
+        gradients: Mapping[str, ArrayLike] | None = None,
+        weights: Mapping[str, ArrayLike] | None = None,
+        losses: Mapping[str, ArrayLike] | None = None,
+        tensors: Mapping[str, tuple[ArrayLike, Iterable[str]]] | None = None,
+        mode: str | None = None,
+        worker: int | None = None,
+        attrs: Mapping[str, Mapping[str, AttrValue]] | None = None,
+        root_attrs: Mapping[str, AttrValue] | None = None,
+    ) -> StagedStep:
+        """``write_step``'s first half: the file under its hidden temporary name, not yet visible.
+
+        ``publish()`` on the result flushes it (when the writer fsyncs) and
+        renames it into place; ``discard()`` removes it. Split so that a
+        background writer can encode the next step, which holds the GIL,
+        while the previous one is flushed to disk, which does not.
         """
         mode = self.mode if mode is None else mode
         worker = self.worker if worker is None else worker
@@ -169,28 +200,12 @@ class TrialWriter:
         # Hidden and unlike a step file name, so readers never list it; unique
         # per writer so that two processes never share one.
         temporary = self.path / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        import h5py
-
         try:
-            with h5py.File(temporary, "w", libver=fmt.HDF5_LIBVER) as f:
-                f.attrs[fmt.FORMAT_ATTR] = fmt.FORMAT_VERSION
-                f.attrs["step"] = step
-                _set_string_attr(f.attrs, "mode", mode)
-                f.attrs["worker"] = worker
-                for key, value in root.items():
-                    _set_attr(f.attrs, key, value)
-                group = f.create_group(fmt.TENSOR_GROUP)
-                for name, (array, collections) in entries.items():
-                    dataset = _write_dataset(group, name, array, collections, self.compression)
-                    for key, value in tensor_attrs.get(name, {}).items():
-                        _set_attr(dataset.attrs, key, value)
-            if self.fsync:
-                _fsync(temporary)
-            os.replace(temporary, final)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
-        return final
+            _write_file(temporary, step, mode, worker, root, entries, tensor_attrs, self.compression)
+        except BaseException:
+            _remove(temporary)
+            raise
+        return StagedStep(temporary, final, self.fsync)
 
     def close(self) -> None:
         """Mark this worker finished: no more step files will come from it."""
@@ -209,20 +224,40 @@ class TrialWriter:
             self.close()
 
 
+class StagedStep:
+    """A step file written under its temporary name, waiting to be made visible."""
+
+    def __init__(self, temporary: Path, final: Path, fsync: bool) -> None:
+        self.temporary = temporary
+        self.final = final
+        self.fsync = fsync
+
+    def publish(self) -> Path:
+        """Flush the file to disk (when the writer fsyncs), then rename it to its step file name."""
+        try:
+            if self.fsync:
+                _fsync(self.temporary)
+            os.replace(self.temporary, self.final)
+        finally:
+            _remove(self.temporary)
+        return self.final
+
+    def discard(self) -> None:
+        """Remove the temporary file: the step is not written."""
+        _remove(self.temporary)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
 def _fsync(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _set_string_attr(attrs: Any, name: str, value: str) -> None:
-    """A fixed-length UTF-8 string: stored in the (checksummed) object header."""
-    import h5py
-
-    encoded = value.encode("utf-8")
-    attrs.create(name, encoded, dtype=h5py.string_dtype("utf-8", max(1, len(encoded))))
 
 
 def _check_attr(what: str, key: str, value: Any) -> None:
@@ -238,48 +273,213 @@ def _check_attr(what: str, key: str, value: Any) -> None:
     raise TypeError(f"{what} is a {type(value).__name__}; attributes hold str, int, float, bool or a list of numbers")
 
 
-def _set_attr(attrs: Any, key: str, value: Any) -> None:
-    if isinstance(value, str):
-        _set_string_attr(attrs, key, value)
-    elif isinstance(value, (bool, np.bool_)):
-        attrs[key] = np.bool_(value)
-    elif isinstance(value, (int, np.integer)):
-        attrs[key] = np.int64(value)
-    elif isinstance(value, (float, np.floating)):
-        attrs[key] = np.float64(value)
-    else:
-        attrs[key] = np.asarray(value, dtype=np.float64 if any(isinstance(v, float) for v in value) else np.int64)
+# -- the file itself, through h5py's low-level API --
+#
+# A recorded step writes tens of datasets and attributes of a few bytes to a
+# few MiB each; through h5py's high-level objects each costs several times
+# HDF5's own work (a fresh property list, a type and a dataspace per call, an
+# existence check per attribute). Here the property lists and types are built
+# once per process and every object is created with h5d/h5a directly. The
+# bytes on disk are those docs/format.md specifies, as before: the same
+# layouts, filters, datatypes and attribute types (tests/test_format*.py).
 
 
-def _write_dataset(
-    group: Any, name: str, array: np.ndarray, collections: list[str], compression: str | None = None
-) -> Any:
+@functools.cache
+def _lists() -> Any:
+    """File-access, link-, dataset- and attribute-creation property lists, made once."""
     import h5py
 
+    h5p, h5f, h5d, h5t = h5py.h5p, h5py.h5f, h5py.h5d, h5py.h5t
+    bounds = {"earliest": h5f.LIBVER_EARLIEST, "v108": h5f.LIBVER_V18, "v110": h5f.LIBVER_V110,
+              "latest": h5f.LIBVER_LATEST}  # fmt: skip
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(bounds[fmt.HDF5_LIBVER], h5f.LIBVER_LATEST)
+    # Closing the file closes every object still open in it, even after an error.
+    fapl.set_fclose_degree(h5f.CLOSE_STRONG)
+    lcpl = h5p.create(h5p.LINK_CREATE)
+    lcpl.set_create_intermediate_group(True)
+    lcpl.set_char_encoding(h5t.CSET_UTF8)
+    compact = h5p.create(h5p.DATASET_CREATE)
+    compact.set_layout(h5d.COMPACT)
+    compact.set_obj_track_times(False)  # as h5py's create_dataset: no times in the header
+    scalar = h5py.h5s.create(h5py.h5s.SCALAR)
+    return _Lists(fapl, lcpl, compact, scalar)
+
+
+class _Lists:
+    def __init__(self, fapl: Any, lcpl: Any, compact: Any, scalar: Any) -> None:
+        self.fapl, self.lcpl, self.compact, self.scalar = fapl, lcpl, compact, scalar
+
+
+@functools.lru_cache(maxsize=256)
+def _chunked_dcpl(chunks: tuple[int, ...], compression: str | None) -> Any:
+    """Chunks of about 1 MiB, the optional compression, then fletcher32 (over the compressed bytes)."""
+    import h5py
+
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk(chunks)
+    if compression == "gzip":
+        dcpl.set_deflate(4)  # h5py's default level
+    elif compression == "lzf":
+        dcpl.set_filter(h5py.h5z.FILTER_LZF, h5py.h5z.FLAG_OPTIONAL)
+    # fletcher32 lets the reader detect a flipped byte instead of judging it.
+    dcpl.set_fletcher32()
+    dcpl.set_obj_track_times(False)
+    return dcpl
+
+
+@functools.lru_cache(maxsize=64)
+def _data_type(dtype: np.dtype) -> Any:
+    import h5py
+
+    return h5py.h5t.py_create(dtype, logical=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _string_type(length: int) -> Any:
+    """A fixed-length UTF-8 string: stored in the (checksummed) object header, not the global heap."""
+    import h5py
+
+    return h5py.h5t.py_create(h5py.string_dtype("utf-8", length), logical=True)
+
+
+def _write_file(
+    temporary: Path,
+    step: int,
+    mode: str,
+    worker: int,
+    root: Mapping[str, AttrValue],
+    entries: Mapping[str, tuple[np.ndarray, list[str]]],
+    tensor_attrs: Mapping[str, Mapping[str, AttrValue]],
+    compression: str | None,
+) -> None:
+    import h5py
+
+    h5f, h5g = h5py.h5f, h5py.h5g
+    lists = _lists()
+    fid = h5f.create(os.fsencode(temporary), h5f.ACC_TRUNC, fapl=lists.fapl)
+    try:
+        top = h5g.open(fid, b"/")
+        _write_attr(top, fmt.FORMAT_ATTR, fmt.FORMAT_VERSION)
+        _write_attr(top, "step", step)
+        _write_attr(top, "mode", mode)
+        _write_attr(top, "worker", worker)
+        for key, value in root.items():
+            _write_attr(top, key, value)
+        group = h5g.create(fid, fmt.TENSOR_GROUP.encode("utf-8"), lcpl=lists.lcpl)
+        for name, (array, collections) in entries.items():
+            dataset = _write_dataset(group, name, array, compression)
+            if collections:
+                _write_attr(dataset, fmt.COLLECTIONS_ATTR, ",".join(collections))
+            for key, value in tensor_attrs.get(name, {}).items():
+                _write_attr(dataset, key, value)
+            dataset.close()
+        group.close()
+        top.close()
+    finally:
+        fid.close()
+
+
+def _write_dataset(group: Any, name: str, array: np.ndarray, compression: str | None = None) -> Any:
+    """Create and fill one dataset; compact up to ``COMPACT_BYTES``, else chunked with fletcher32."""
+    import h5py
+
+    h5s = h5py.h5s
+    lists = _lists()
     array = np.ascontiguousarray(array)
+    chunks = chunk_shape(array.shape, array.dtype.itemsize)
     if array.nbytes <= fmt.COMPACT_BYTES:
-        # h5py ignores a creation property list for scalars, so the dataset is
-        # made through the low-level API to get the compact layout for all shapes.
-        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-        dcpl.set_layout(h5py.h5d.COMPACT)
-        lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
-        lcpl.set_create_intermediate_group(True)
-        lcpl.set_char_encoding(h5py.h5t.CSET_UTF8)
-        space = h5py.h5s.create(h5py.h5s.SCALAR) if array.ndim == 0 else h5py.h5s.create_simple(array.shape)
-        type_id = h5py.h5t.py_create(array.dtype, logical=True)
-        dataset_id = h5py.h5d.create(group.id, name.encode("utf-8"), type_id, space, dcpl=dcpl, lcpl=lcpl)
-        if array.size:
-            dataset_id.write(h5py.h5s.ALL, h5py.h5s.ALL, array)
-        dataset = h5py.Dataset(dataset_id)
+        # The data lives in the checksummed object header (for scalars too,
+        # which h5py's high-level create_dataset would make contiguous).
+        dcpl = lists.compact
     else:
-        # fletcher32 lets the reader detect a flipped byte instead of judging it.
-        dataset = group.create_dataset(
-            name,
-            data=array,
-            chunks=chunk_shape(array.shape, array.dtype.itemsize),
-            fletcher32=True,
-            compression=compression,
-        )
-    if collections:
-        _set_string_attr(dataset.attrs, fmt.COLLECTIONS_ATTR, ",".join(collections))
+        dcpl = _chunked_dcpl(chunks, compression)
+    space = lists.scalar if array.ndim == 0 else h5s.create_simple(array.shape)
+    dataset = h5py.h5d.create(group, name.encode("utf-8"), _data_type(array.dtype), space, dcpl=dcpl, lcpl=lists.lcpl)
+    if not array.size:
+        pass
+    elif array.nbytes > fmt.COMPACT_BYTES and compression is None and _runs(array.shape, chunks) is not None:
+        _write_chunks(dataset, array, chunks)
+    else:
+        dataset.write(h5s.ALL, h5s.ALL, array)
     return dataset
+
+
+def _runs(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
+    """The axis the chunks cut when each chunk is a run of the C-order array, else None.
+
+    A run: the axes before the cut have chunks of 1, the axes after it are whole.
+    ``chunk_shape`` makes such chunks; the check keeps ``_write_chunks`` honest
+    if it ever changes. Whole arrays (one chunk) are cut at axis 0.
+    """
+    cut = max((axis for axis, (n, c) in enumerate(zip(shape, chunks)) if c < n), default=0)
+    if all(c == 1 for c in chunks[:cut]) and all(c == n for n, c in zip(shape[cut + 1 :], chunks[cut + 1 :])):
+        return cut
+    return None
+
+
+def _write_chunks(dataset: Any, array: np.ndarray, chunks: tuple[int, ...]) -> None:
+    """Write each chunk raw, with its fletcher32 checksum computed in numpy.
+
+    HDF5's filter computes the checksum a byte pair at a time inside h5py's
+    lock (about 1 GB/s here); numpy computes the same four bytes about four
+    times as fast and releases the GIL meanwhile, so a training thread runs
+    while a background writer checksums. The bytes on disk are the ones the
+    filter would write (tests/test_writer_and_trial.py compares them), and
+    every reader verifies them as it verifies any fletcher32 chunk. Chunks are
+    runs of the C-order array (``chunk_shape`` cuts the leading axes), so each
+    is one slice; an edge chunk is padded with zeros to the full chunk size,
+    as HDF5 stores it.
+    """
+    from .checksum import fletcher32_sums
+
+    shape = array.shape
+    cut = _runs(shape, chunks)
+    assert cut is not None
+    outer, rows, inner = math.prod(shape[:cut]), shape[cut], math.prod(shape[cut + 1 :])
+    step = chunks[cut]
+    chunk_bytes = step * inner * array.dtype.itemsize
+    runs = array.reshape(outer, rows, inner).view(np.uint8).reshape(outer, rows, -1)
+    buffer = np.empty(chunk_bytes + 4, dtype=np.uint8)
+    body = buffer[:chunk_bytes]
+    for index in range(outer):
+        prefix = np.unravel_index(index, shape[:cut]) if cut else ()
+        for start in range(0, rows, step):
+            part = runs[index, start : start + step].reshape(-1)
+            body[: part.size] = part
+            body[part.size :] = 0
+            sum1, sum2 = fletcher32_sums(body)
+            if not (sum1 and sum2) and body.any():
+                # HDF5's end-around-carry sums are 0 only for all-zero data;
+                # otherwise a residue of 0 is stored as 65535.
+                sum1, sum2 = sum1 or 65535, sum2 or 65535
+            buffer[chunk_bytes:] = np.frombuffer(((sum2 << 16) | sum1).to_bytes(4, "little"), dtype=np.uint8)
+            offsets = (*(int(i) for i in prefix), start, *([0] * (len(shape) - cut - 1)))
+            dataset.write_direct_chunk(offsets, buffer)
+
+
+def _write_attr(location: Any, key: str, value: Any) -> None:
+    """One attribute, with the types h5py's ``attrs[key] = value`` gives (strings fixed-length UTF-8)."""
+    import h5py
+
+    if isinstance(value, str):
+        encoded = value.encode("utf-8")
+        length = max(1, len(encoded))
+        data = np.array(encoded, dtype=f"S{length}")
+        file_type = memory_type = _string_type(length)
+    else:
+        if isinstance(value, (bool, np.bool_)):
+            data = np.array(value, dtype=np.bool_)
+        elif isinstance(value, (int, np.integer)):
+            data = np.array(value, dtype=np.int64)
+        elif isinstance(value, (float, np.floating)):
+            data = np.array(value, dtype=np.float64)
+        else:
+            data = np.asarray(value, dtype=np.float64 if any(isinstance(v, float) for v in value) else np.int64)
+        file_type = memory_type = _data_type(data.dtype)
+    space = _lists().scalar if data.ndim == 0 else h5py.h5s.create_simple(data.shape)
+    attribute = h5py.h5a.create(location, key.encode("utf-8"), file_type, space)
+    try:
+        attribute.write(data, mtype=memory_type)
+    finally:
+        attribute.close()

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from .test_errors_doc import expect_error
 
 pytest.importorskip("s3fs", reason="the 'remote' extra (fsspec, s3fs) is part of 'test'")
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is part of the 'test' extra")
+pytest.importorskip("moto.server", reason="moto[server] is part of the 'test' extra")
 
 DATA = Path(__file__).parent / "data" / "smdebug"
 SECRET = "never-print-this-secret-0123456789"
@@ -35,12 +36,24 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def s3_env():
     """A running moto S3 server holding bucket 'runs' with both formats, and the environment that reaches it."""
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    # The standalone server in its own process, as a user runs it (`moto_server`):
+    # an in-process server would share this interpreter's GIL, garbage collector
+    # and h5py lock with the code under test, and hide or cause hangs of its own.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"moto's server did not start on port {port} (exit code {server.poll()})")
+            time.sleep(0.1)
     env = {
         **os.environ,
         "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
@@ -63,7 +76,12 @@ def s3_env():
     try:
         yield env
     finally:
-        server.stop()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def run(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:

@@ -69,10 +69,9 @@ def test_the_hook_records_the_first_steps_of_an_unchanged_loop(tmp_path):
     assert {"1.relu_input", "3.tanh_input", "loss", "0.weight", "gradient/0.weight"} <= set(step0)
     np.testing.assert_allclose(step0["loss"], losses[0], rtol=1e-6)
     np.testing.assert_allclose(step1["loss"], losses[1], rtol=1e-6)
-    # Weights as the step's forward saw them: step 0 before any update, step 1 after one.
+    # Weights as the step's forward saw them, before any update; written once, at the first step.
     np.testing.assert_array_equal(step0["0.weight"], initial.numpy())
-    expected = initial - 0.1 * torch.from_numpy(step0["gradient/0.weight"])
-    np.testing.assert_allclose(step1["0.weight"], expected.numpy(), rtol=1e-5, atol=1e-7)
+    assert "0.weight" not in step1 and "gradient/0.weight" in step1
     # After the last recorded step nothing is left on the model or the optimiser.
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
     assert not loss_fn._forward_hooks and not optimiser._optimizer_step_pre_hooks
@@ -124,22 +123,43 @@ def test_gradient_accumulation_is_one_step_with_the_mean_loss(tmp_path):
     assert {"1.call0.relu_input", "1.call1.relu_input", "3.call0.tanh_input", "3.call1.tanh_input"} <= set(step0)
 
 
+def test_a_later_first_step_holds_the_weights_its_forward_saw(tmp_path):
+    """A step opens at the model's first forward: its weights are those after the previous update."""
+    torch.manual_seed(0)
+    model, loss_fn = classifier(), nn.CrossEntropyLoss()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    initial = model[0].weight.detach().clone()
+    poorinit.torch.hook(model, tmp_path / "t", loss_fn=loss_fn, steps=[1])
+    first_gradient = None
+    for x, y in batches(3):
+        optimiser.zero_grad()
+        loss_fn(model(x), y).backward()
+        first_gradient = model[0].weight.grad.clone() if first_gradient is None else first_gradient
+        optimiser.step()
+    step1 = read(tmp_path / "t", 1)
+    np.testing.assert_allclose(step1["0.weight"], (initial - 0.1 * first_gradient).numpy(), rtol=1e-5, atol=1e-7)
+
+
 def test_steps_counted_by_backward_passes(tmp_path):
     torch.manual_seed(0)
     model, loss_fn = classifier(), nn.CrossEntropyLoss()
-    hook = poorinit.torch.hook(model, tmp_path / "t", loss_fn=loss_fn, count="backward", steps=2)
+    hook = poorinit.torch.hook(model, tmp_path / "t", loss_fn=loss_fn, count="backward", steps=[1, 2])
     with torch.no_grad():
         before = model[0].weight.clone()
-    for x, y in batches(3):  # no optimiser at all: a hand-written update
+    gradients = []
+    for x, y in batches(4):  # no optimiser at all: a hand-written update
         model.zero_grad()
         loss_fn(model(x), y).backward()
+        gradients.append(model[0].weight.grad.clone())
         with torch.no_grad():
             for p in model.parameters():
                 p -= 0.1 * p.grad
-    assert Trial(tmp_path / "t").steps() == [0, 1] and hook.done
-    step0, step1 = read(tmp_path / "t", 0), read(tmp_path / "t", 1)
-    np.testing.assert_array_equal(step0["0.weight"], before.numpy())
-    np.testing.assert_allclose(step1["0.weight"], before.numpy() - 0.1 * step0["gradient/0.weight"], rtol=1e-5, atol=1e-7)
+    assert Trial(tmp_path / "t").steps() == [1, 2] and hook.done
+    step1, step2 = read(tmp_path / "t", 1), read(tmp_path / "t", 2)
+    # Step 1 opened at the forward after the first hand-written update.
+    np.testing.assert_allclose(step1["0.weight"], (before - 0.1 * gradients[0]).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(step1["gradient/0.weight"], gradients[1].numpy())
+    np.testing.assert_array_equal(step2["gradient/0.weight"], gradients[2].numpy())
 
 
 def test_a_loss_computed_by_a_function_is_handed_over(tmp_path):

@@ -101,6 +101,42 @@ def test_chunks_stay_near_one_mebibyte_and_cut_leading_axes():
     assert chunk_shape((2, 3, 1_000_000), 4) == (1, 1, 262_144)
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(0).normal(size=(64, 16, 32, 32)).astype(np.float32),  # four whole chunks
+        np.random.default_rng(1).normal(size=(5, 2, 300000)).astype(np.float32),  # chunks cut the last axis
+        np.random.default_rng(2).normal(size=(3, 1000, 1000)).astype(np.float32),  # edge chunks, padded
+        np.random.default_rng(3).normal(size=(70000,)).astype(">f8"),  # big-endian
+        np.random.default_rng(4).normal(size=(2049, 3)).astype(np.float16),
+        np.zeros(4096, np.float32),  # all zeros: HDF5's sums are 0
+        np.full(4096, np.frombuffer(b"\xff\xff\x00\x00", np.float32)[0]),  # residue 0, stored as 65535
+    ],
+    ids=["whole", "last-axis", "edge", "big-endian", "float16", "zeros", "residue-0"],
+)
+def test_raw_chunks_hold_the_bytes_and_checksums_of_hdf5s_filter(tmp_path, values):
+    """The writer checksums chunks in numpy and writes them raw: HDF5 must read them as its own."""
+    import itertools
+
+    path = TrialWriter(tmp_path / "t").write_step(0, tensors={"x": (values, ["mine"])}, losses={"loss": 1.0})
+    with h5py.File(path, "r") as mine, h5py.File(tmp_path / "reference.h5", "w") as reference:
+        written = mine["tensors/x"]
+        assert written.fletcher32 and written.chunks == chunk_shape(values.shape, values.dtype.itemsize)
+        got = written[()]  # HDF5's own read verifies every chunk's checksum
+        assert got.dtype == values.dtype and np.array_equal(got, values)
+        filtered = reference.create_dataset("x", data=values, chunks=written.chunks, fletcher32=True)
+        for offsets in itertools.product(*(range(0, n, c) for n, c in zip(values.shape, written.chunks))):
+            raw, expected = written.id.read_direct_chunk(offsets)[1], filtered.id.read_direct_chunk(offsets)[1]
+            if all(o + c <= n for o, c, n in zip(offsets, written.chunks, values.shape)):
+                assert raw == expected, offsets
+            else:  # an edge chunk: what pads it is nobody's data, the size is HDF5's
+                assert len(raw) == len(expected), offsets
+    trial = Trial(tmp_path / "t")
+    with trial.open(trial.step_files(0)[0]) as reader:  # poorinit's raw path verifies them too
+        tensor = reader.tensor("x")
+        assert np.array_equal(np.concatenate(list(tensor.blocks())).reshape(values.shape), values)
+
+
 def test_listing_opens_no_file(tmp_path):
     (tmp_path / step_file_name(0)).write_bytes(b"not hdf5 at all")
     trial = Trial(tmp_path)  # only names were read

@@ -7,7 +7,7 @@ the trial format's conventions: see docs/recording.md.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -62,11 +62,24 @@ NAMED_KINDS: dict[str, str] = {
 
 def activation_kind(module: nn.Module) -> str | None:
     """The kind of an activation module (subclasses included), None for others."""
-    for cls in type(module).__mro__:
-        kind = ACTIVATION_KINDS.get(cls) or NAMED_KINDS.get(cls.__name__)
+    cls = type(module)
+    try:
+        return _KIND_OF_CLASS[cls]
+    except KeyError:
+        pass
+    kind = None
+    for base in cls.__mro__:
+        kind = ACTIVATION_KINDS.get(base) or NAMED_KINDS.get(base.__name__)
         if kind is not None:
-            return kind
-    return None
+            break
+    _KIND_OF_CLASS[cls] = kind
+    return kind
+
+
+# Class -> kind, as activation_kind found it: asked for every module at every
+# recorded step, and for every activation call. Held weakly: a class made at run
+# time (a model built in a loop) is not kept alive by it.
+_KIND_OF_CLASS: weakref.WeakKeyDictionary[type, str | None] = weakref.WeakKeyDictionary()
 
 
 def activation_slope(module: nn.Module) -> float | None:
@@ -87,11 +100,12 @@ class ModuleTracker:
     child's output, which is that child's, not the container's.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, modules: Iterable[tuple[str, nn.Module]]) -> None:
+        """``modules``: the model's ``named_modules()``."""
         self.stack: list[tuple[str, nn.Module]] = []
         self._produced: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
         self._handles: list[RemovableHandle] = []
-        for path, module in model.named_modules():
+        for path, module in modules:
             self._handles.append(module.register_forward_pre_hook(self._enter(path)))
             # always_call: the stack stays right when a forward raises and the
             # training script catches it (a skipped batch, say).

@@ -107,9 +107,10 @@ class Recorder:
     For each recorded step (``steps``: a count N for steps 0..N-1, or step
     numbers) it writes the input of every activation (modules through hooks,
     functions such as ``F.relu`` through a ``TorchFunctionMode``), every
-    parameter's value as the step's forward saw it and its gradient after
-    backward, and the loss. Files are written on a background thread
-    (``background=False`` writes each in its step), optionally compressed
+    parameter's gradient after backward, and the loss; each parameter's
+    value once, at the first recorded step, as that step's forward saw it.
+    Files are written on background threads (``background=False`` writes
+    each in its step), optionally compressed
     (``compression="gzip"`` or ``"lzf"``). ``activation_rows`` keeps only the first rows
     (samples) of each activation input and ``parameter_stride`` every k-th
     value of each weight and gradient, for small trials; the rule's figures
@@ -158,6 +159,8 @@ class Recorder:
         self._open = False
         self._current: _Step | None = None
         self._written: set[int] = set()
+        self._incomplete = False  # a background write failed: close() must not mark the trial finished
+        self._weights_written: set[str] = set()  # parameter names whose values are in a step file
         self._tracker: ModuleTracker | None = None
         self._capture: FunctionalCapture | None = None
         self._mode_entered = False
@@ -222,6 +225,7 @@ class Recorder:
             try:
                 background.join()
             finally:
+                self._incomplete = self._incomplete or background.broken
                 if restart:
                     self._background = BackgroundWriter(self.writer)
 
@@ -230,6 +234,13 @@ class Recorder:
         if self._open:
             raise RecordingError("close() inside a rec.step() block")
         self._drain(restart=False)
+        if self._incomplete:
+            # The error was raised already (at a step, or by the drain above);
+            # a trial with a step missing must not look complete to --follow.
+            raise RecordingError(
+                f"{self.writer.path}: a recorded step could not be written, so the trial is incomplete "
+                "and is not marked finished"
+            )
         self.writer.close()
 
     def __enter__(self) -> Recorder:
@@ -263,19 +274,24 @@ class Recorder:
         if number in self._written:
             raise RecordingError(f"step {number} was already recorded; step numbers must not repeat")
         current = _Step(number)
+        # Each parameter's values are written once, at the first recorded step
+        # where it has values: only --explain reads weights, at the first
+        # analysed step, and copying and writing every weight at every step
+        # cost more than the rest of the step file (docs/recording.md, Overhead).
         current.weights = {
             name: self._parameter_copy(param, f"parameter {name!r}")
             for name, param in self.model.named_parameters()
             # A lazy module's parameter has no values before its first forward.
-            if not isinstance(param, nn.parameter.UninitializedParameter)
+            if name not in self._weights_written and not isinstance(param, nn.parameter.UninitializedParameter)
         }
         # Hooks are made at each recorded step, so modules added after the
         # recorder was made count, and removed when it ends, so that the steps
         # after the last recorded one run exactly as without the recorder.
-        self._tracker = ModuleTracker(self.model)
+        modules = list(self.model.named_modules())  # walked once per recorded step
+        self._tracker = ModuleTracker(modules)
         self._handles = [
             module.register_forward_pre_hook(self._module_hook(name, kind), with_kwargs=True)
-            for name, module in self.model.named_modules()
+            for name, module in modules
             if (kind := activation_kind(module)) is not None
         ]
         self._capture = FunctionalCapture(self._on_function, current.class_counts.add)
@@ -286,7 +302,7 @@ class Recorder:
         self._mode_entered = not self._mode_per_forward
         if self._mode_entered:
             self._capture.__enter__()
-        self._warn_about_fused_kernels()
+        self._warn_about_fused_kernels(modules)
         self._open, self._current = True, current
 
     def _end(self, *, write: bool) -> None:
@@ -370,12 +386,10 @@ class Recorder:
             self._warned.add(key)
             warnings.warn(message, RecordingWarning, stacklevel=4)
 
-    def _warn_about_fused_kernels(self) -> None:
-        fused = [
-            f"{name} ({type(module).__name__})"
-            for name, module in self.model.named_modules()
-            if isinstance(module, nn.RNNBase)
-        ]
+    def _warn_about_fused_kernels(self, modules: list[tuple[str, nn.Module]]) -> None:
+        if "fused" in self._warned:
+            return
+        fused = [f"{name} ({type(module).__name__})" for name, module in modules if isinstance(module, nn.RNNBase)]
         if fused:
             self._warn_once(
                 "fused",
@@ -390,7 +404,7 @@ class Recorder:
         step = current.number
         if not current.losses:
             raise RecordingError(f"step {step}: no loss was recorded; call rec.loss(loss) inside rec.step()")
-        owners = _parameter_owners(self.model)
+        owners = _parameter_owners(self.model) if current.weights else {}
         gradients = {
             f"gradient/{name}": self._parameter_copy(param.grad, f"gradient of {name!r}").numpy()
             for name, param in self.model.named_parameters()
@@ -403,6 +417,8 @@ class Recorder:
             )
         activations, activation_attrs = _activation_arrays(current.activations)
         attrs: dict[str, dict[str, Any]] = dict(activation_attrs)
+        # A parameter's owner is written with its values, once: at later steps
+        # the gradient's own copy of it would say nothing new.
         for name in current.weights:
             if name in owners:
                 attrs[name] = {"module": owners[name]}
@@ -427,6 +443,7 @@ class Recorder:
             root_attrs=root,
         )
         self._written.add(step)
+        self._weights_written.update(current.weights)
         if not activations:
             self._warn_once(
                 "no-activations",
