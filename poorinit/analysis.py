@@ -23,7 +23,7 @@ from .rule import Verdict, conclude
 from .trial import Tensor, Trial
 
 if TYPE_CHECKING:
-    from .diagnosis import Diagnosis
+    from .diagnosis import Diagnosis, DiagnosisMeasurer
     from .sources import TrialReader
 
 
@@ -70,8 +70,6 @@ class Analysis:
         self, trial: TrialReader, params: RuleParams, checks: Iterable[type[Check]] | None = None, *,
         explain: bool = False
     ) -> None:
-        from .diagnosis import DiagnosisMeasurer
-
         self.trial = trial
         self.params = params
         self.checks = [cls(params) for cls in (load_checks() if checks is None else checks)]
@@ -86,7 +84,11 @@ class Analysis:
         self._read_workers: dict[int, frozenset[int]] = {}
         self._missing_tensors: dict[tuple[int, str], list[int]] = {}
         # The per-layer diagnosis reads the first analysed step's files while they are open.
-        self._diagnosis = DiagnosisMeasurer(params) if explain else None
+        self._diagnosis: DiagnosisMeasurer | None = None
+        if explain:
+            from .diagnosis import DiagnosisMeasurer
+
+            self._diagnosis = DiagnosisMeasurer(params)
 
     def add_step(self, step: int) -> None:
         """Open the step's files (one per worker), let every check measure, close."""
@@ -297,12 +299,16 @@ class Analysis:
                 shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
                 warnings.append(f"{check.title}: no tensor matched {selector.describe()} at steps {shown}")
         warnings += self.partial_warnings()
-        from .diagnosis import with_remedies
-        from .remedy import kind_from_name
-
         diagnosis = self.diagnosis() if self._diagnosis is not None else None
-        kinds = [kind_from_name(name) for name in sorted(self._names, key=depth_key)]
-        results = with_remedies(self.results(), diagnosis, self._layer_variances(), kinds)
+        results = self.results()
+        if diagnosis is not None or any(c.fired for c in results):
+            # Remedies are chosen only for a fired criterion: a passing trial (most runs, and every
+            # trial of a clean scan) does not import the diagnosis and remedy modules at all.
+            from .diagnosis import with_remedies
+            from .remedy import kind_from_name
+
+            kinds = [kind_from_name(name) for name in sorted(self._names, key=depth_key)]
+            results = with_remedies(results, diagnosis, self._layer_variances(), kinds)
         return conclude(
             str(self.trial.path), self.params, self.steps, results, warnings, self.holds(), diagnosis,
             partial=self.partial,

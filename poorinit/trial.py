@@ -87,7 +87,7 @@ def _reading(method: BlockReader) -> BlockReader:
 
     @functools.wraps(method)
     def blocks(self: DatasetTensor, *args: Any) -> Iterator[np.ndarray]:
-        with _translated(_where(self.source), self.name):
+        with _translated(self._where, self.name):
             yield from method(self, *args)
 
     return blocks
@@ -184,6 +184,8 @@ class DatasetTensor:
         self.name = name
         self.worker = worker
         self.source = str(source)
+        # How messages name the file: made once here, not at every read (a Path costs more than a small read).
+        self._where = source if isinstance(source, Path) else _where(self.source)
         with _translated(source, name):
             shape = dataset.shape
             if shape is None:
@@ -199,14 +201,14 @@ class DatasetTensor:
     def attrs(self) -> Mapping[str, Any]:
         """Read on first use only: the checks that never look pay nothing."""
         if self._attrs is None:
-            with _translated(_where(self.source), self.name):
+            with _translated(self._where, self.name):
                 self._attrs = _plain_attrs(self._dataset.id, skip=(fmt.COLLECTIONS_ATTR,))
         return self._attrs
 
     def _error(self, problem: str) -> TensorError:
         return TensorError(self.source, self.name, problem)
 
-    @property
+    @functools.cached_property  # the loss is asked by two criteria
     def fill_value(self) -> float | None:
         """What the storage holds until written, when the writer asked for it to be allocated with
         the dataset (early allocation of contiguous or chunked storage); None otherwise.
@@ -217,7 +219,7 @@ class DatasetTensor:
         there is data, so compact storage never written cannot be told apart (docs/format.md)."""
         import h5py
 
-        with _translated(_where(self.source), self.name):
+        with _translated(self._where, self.name):
             plist = self._dataset.id.get_create_plist()
             layout, alloc_time = plist.get_layout(), plist.get_alloc_time()
             if layout == h5py.h5d.COMPACT or alloc_time != h5py.h5d.ALLOC_TIME_EARLY:
@@ -675,6 +677,23 @@ def _reserve_memory(path: Path | str) -> None:
                              f"{getattr(error, 'strerror', None) or error}") from None
 
 
+@functools.cache
+def _file_access() -> Any:
+    """The file access property list of local step files, as ``h5py.File(name, "r",
+    locking=False, rdcc_nbytes=0)`` makes it, made once per process: h5py makes
+    a new one (and a creation list, unused when reading) for every file, which
+    costs a scan of small trials more than HDF5 takes to open the file."""
+    import h5py
+
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    fapl.set_alignment(1, 1)
+    slots, _elements, _nbytes, w0 = fapl.get_cache()
+    fapl.set_cache(slots, _elements, 0, w0)
+    fapl.set_file_locking(False, ignore_when_disabled=False)
+    return fapl
+
+
 def _hdf5_name(path: Path, fd: int) -> str:
     """The name HDF5 opens: the open descriptor itself where the system has one."""
     proc = f"/proc/self/fd/{fd}"
@@ -777,13 +796,14 @@ def _attribute(oid: Any, name: bytes | str) -> Any:
     raw = name.encode("utf8") if isinstance(name, str) else name
     attr = h5py.h5a.open(oid, raw)
     shape = attr.shape
-    dtype = attr.dtype
+    stored = attr.get_type()
+    dtype = stored.dtype  # attr.dtype, without asking HDF5 for the type a second time
     if shape is None or dtype.kind not in "biufS" or dtype.subdtype is not None or dtype.names:
         return h5py.AttributeManager(_HighLevel(oid))[raw]
     if dtype.kind == "S":
         # Fixed-length bytes, copied as stored: equal numpy dtypes may stand for
         # strings of different character sets, which HDF5 will not convert.
-        memory = attr.get_type()
+        memory = stored
     else:
         memory = _MEMORY_TYPES.get(dtype)
         if memory is None:
@@ -814,6 +834,7 @@ class StepReader:
     _userblock: int | None = None
     _tensors: dict[str, DatasetTensor] | None = None
     _names: list[tuple[str, tuple[str, ...]]] | None = None
+    _group: Any = None  # /tensors, once _validate found it
     budget: _Budget | None = None
 
     def __init__(self, step_file: fmt.StepFile) -> None:
@@ -831,7 +852,10 @@ class StepReader:
             # fail on read-only and network filesystems. No chunk cache: every
             # chunk is read once, front to back, so caching it only costs memory
             # (1 MiB per open dataset by default, more than a block).
-            self._file = h5py.File(_hdf5_name(path, self._fd), "r", locking=False, rdcc_nbytes=0)
+            # (h5py.File(name, "r", locking=False, rdcc_nbytes=0), without building
+            # its property lists again for every step file: see _file_access.)
+            name = os.fsencode(_hdf5_name(path, self._fd))
+            self._file = h5py.File(h5py.h5f.open(name, h5py.h5f.ACC_RDONLY, fapl=_file_access()))
         except H5_OR_MEMORY_ERRORS as error:
             os.close(self._fd)
             if _memory_failure(error):
@@ -922,13 +946,14 @@ class StepReader:
                     path, f"its {fmt.TENSOR_GROUP!r} group is {kind} link; poorinit never follows links: "
                     "store the tensors in the file itself"
                 )
-            group = None if link is None else f[fmt.TENSOR_GROUP]
+            group = None if link is None else _entry(f, fmt.TENSOR_GROUP)[1]
         if not isinstance(group, h5py.Group):
             found = "nothing" if group is None else "a dataset"
             raise StepFileError(
                 path, f"has no {fmt.TENSOR_GROUP!r} group (found {found}); write the tensors below "
                 f"/{fmt.TENSOR_GROUP} as docs/format.md specifies"
             )
+        self._group = group
 
     @property
     def attrs(self) -> Mapping[str, Any]:
@@ -955,7 +980,7 @@ class StepReader:
         path = self.step_file.path
         links = 0
         with _translated(path):
-            root = self._file[fmt.TENSOR_GROUP]
+            root = self._tensor_group()
             # Depth first without recursion, so no nesting depth can exhaust the
             # stack. ``walked`` maps each group's address to its path ("a/b/"):
             # a link to a group on the current path (a prefix of it) is a cycle.
@@ -1011,6 +1036,12 @@ class StepReader:
         self._names = found
         return found
 
+    def _tensor_group(self) -> Any:
+        """The /tensors group, as _validate found it."""
+        if self._group is None:
+            self._group = self._file[fmt.TENSOR_GROUP]
+        return self._group
+
     def _count_links(self, group: Any, links: int) -> int:
         """Links counted so far plus the group's, refused past MAX_LINKS before any is visited."""
         links += len(group)  # the group's link count, from its header: nothing is opened
@@ -1039,7 +1070,7 @@ class StepReader:
         dataset = self._datasets.get(name)
         if dataset is None:  # beyond KEEP_OPEN, or a name not listed by tensor_names() yet
             with _translated(self.step_file.path, name):
-                dataset = self._file[fmt.TENSOR_GROUP][name]
+                dataset = self._tensor_group()[name]
         made = DatasetTensor(dataset, name, self.step_file.worker, self.step_file.path, self.budget,
                              raw_fd=self._raw_fd())
         if name in self._datasets:
@@ -1059,6 +1090,7 @@ class StepReader:
         return self._fd if self._userblock == 0 else -1
 
     def close(self) -> None:
+        self._group = None
         try:
             if getattr(self, "_file", None) is not None:
                 self._file.close()

@@ -58,3 +58,60 @@ def test_a_line_break_in_a_name_does_not_hide_its_layer(tmp_path):
     result = run("analyze", tmp_path / "t", "--quiet")
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "activation variance" in result.stdout
+
+
+LINEAR = [
+    r".*(relu|relu6|gelu|silu|elu|selu|celu|softplus|mish|hardswish)_input",  # the defaults
+    r".*(?:hardtanh|hardsigmoid|tanh|sigmoid|softsign|softmax)_input$",
+    r"net\.[0-9]+\.relu_input", r"[^/]*/weight$", r"loss", r".*?x", r"a{0,10}b",
+]
+BACKTRACKING = [
+    r"(a|aa)+$", r"(a+)+$", r".*a.*b", r"(ab)*c", r"a{0,1000}b", r"(?!g).*w",
+    # where re and regex differ on some Unicode characters: left to regex
+    r"\w+_input", r".*\bx", r"(?i).*relu",
+]
+
+
+@pytest.mark.parametrize("pattern", LINEAR)
+def test_patterns_linear_in_the_name_are_matched_by_re(pattern):
+    """No import of the regex package for them (it costs more than judging a small step file)."""
+    import re
+
+    from poorinit.checks.base import _bounded, _linear
+
+    assert _linear(pattern)
+    assert isinstance(_bounded(pattern)._compiled, re.Pattern)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("pattern", BACKTRACKING)
+def test_patterns_that_may_backtrack_keep_their_time_limit(pattern):
+    from poorinit.checks.base import _linear
+
+    assert not _linear(pattern)
+
+
+def test_linear_patterns_match_as_regex_does():
+    regex = pytest.importorskip("regex")
+    import re
+
+    names = ["net.0.relu_input", "net.0.relu6_input", "x.tanh_input", "a.softmax_input\n", "net.12.relu_input",
+             "gradient/net.0.weight", "layer/weight", "loss", "lossy", "\u00e9.relu_input", "net.9\n.relu_input",
+             "aaaaab", "b", "relu_inpu", ""]
+    for pattern in LINEAR:
+        ours, theirs = re.compile(pattern, re.DOTALL), regex.compile(pattern, flags=regex.VERSION0 | regex.DOTALL)
+        for name in names:
+            assert bool(ours.match(name)) == bool(theirs.match(name)), (pattern, name)
+
+
+def test_a_huge_name_against_the_default_pattern_takes_linear_time():
+    """A million-character name from a hostile file: one pass, not a timeout (and not for ever)."""
+    import time
+
+    from poorinit.checks.base import Selector
+    from poorinit.params import DEFAULT_ACTIVATION_INPUTS_REGEX
+
+    selector = Selector("activation_inputs", (DEFAULT_ACTIVATION_INPUTS_REGEX,))
+    started = time.process_time()
+    assert not selector.matches("relu" * 250_000 + "!", ())
+    assert selector.matches("x" * 1_000_000 + ".relu_input", ())
+    assert time.process_time() - started < 5  # about 0.1 s; a quadratic match would take hours

@@ -9,17 +9,13 @@ again as each step arrives.
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
-
-try:  # imported with the checks, not at the first selector: an analysis always compiles its regexes
-    import regex
-except ImportError:
-    regex = None  # type: ignore[assignment]
 
 from ..errors import ParameterError
 from ..params import RuleParams
@@ -42,19 +38,108 @@ MATCHES_KEPT = 16_384
 _MATCHED: dict[tuple[str, ...], dict[str, bool]] = {}
 
 
+@functools.lru_cache(maxsize=256)  # a scan builds selectors for every trial, of the same few patterns
 def _bounded(pattern: str) -> Any:
-    """The pattern compiled by the ``regex`` package, whose matching takes a
-    timeout (Python's ``re`` cannot be interrupted), with ``re``'s syntax.
+    """The pattern compiled so that no tensor name can make a match take long.
+
+    A pattern that ``re`` matches in time linear in the name (:func:`_linear`:
+    the defaults, ``.*relu_input`` and its kin) is compiled by ``re``; any
+    other by the ``regex`` package, whose matching takes a timeout (Python's
+    ``re`` cannot be interrupted), with ``re``'s syntax. ``regex`` is imported
+    only then: its import costs more than judging a small trial's step file.
 
     ``.`` matches every character, a line break too (DOTALL): a tensor name
     comes from the file, and a name like ``net.9\n.relu_input`` must not slip
     past ``.*relu_input`` and leave its layer unjudged."""
-    if regex is None:  # an environment installed before the dependency was added: unbounded, as before
+    if _linear(pattern):
+        return _Unbounded(re.compile(pattern, re.DOTALL))
+    try:
+        import regex
+    except ImportError:  # an environment installed before the dependency was added: unbounded, as before
         return _Unbounded(re.compile(pattern, re.DOTALL))
     try:
         return regex.compile(pattern, flags=regex.VERSION0 | regex.DOTALL)
     except regex.error:  # the few patterns only re accepts: matched by re, without a bound
         return _Unbounded(re.compile(pattern, re.DOTALL))
+
+
+# Backtracking paths a pattern matched by ``re`` may have besides its one unbounded repeat (_linear).
+LINEAR_PATHS = 64
+_ANCHORS = ("AT_BEGINNING", "AT_BEGINNING_STRING", "AT_END", "AT_END_STRING")
+
+
+def _linear(pattern: str) -> bool:
+    """Whether ``re.match`` of ``pattern`` takes time linear in the name, and
+    matches exactly as ``regex`` (VERSION0) would.
+
+    Backtracking explores the pattern's choices: an unbounded repeat of one
+    character (``.*``) gives as many as the name has characters, an
+    alternation or a bounded repeat a fixed number. With at most one unbounded
+    repeat, of a single character, and few other choices (at most
+    LINEAR_PATHS combinations, each consuming a bounded number of characters),
+    a match costs at most that many passes over the name. Nested repeats,
+    repeats of groups, backreferences and lookarounds are left to ``regex``
+    and its timeout, and so are character categories (``\\w``, ``\\b``) and
+    case-insensitive matching, where ``re`` and ``regex`` differ on some
+    Unicode characters."""
+    try:
+        from re import _parser as parser  # type: ignore[attr-defined]
+        from re._constants import MAXREPEAT  # type: ignore[import-not-found]
+    except ImportError:  # Python 3.10
+        import sre_parse as parser  # type: ignore[no-redef]
+        from sre_constants import MAXREPEAT  # type: ignore[no-redef]
+    try:
+        parsed = parser.parse(pattern, re.DOTALL)
+    except (re.error, RecursionError, OverflowError):
+        return False
+    if parsed.state.flags & (re.IGNORECASE | re.LOCALE):
+        return False
+    unbounded = 0
+
+    def one_character(item: tuple[Any, Any]) -> bool:
+        op, arg = item
+        name = getattr(op, "name", str(op))
+        if name in ("LITERAL", "NOT_LITERAL", "ANY"):
+            return True
+        if name == "IN":
+            return all(getattr(inner, "name", str(inner)) in ("LITERAL", "RANGE", "NEGATE") for inner, _ in arg)
+        return False
+
+    def paths(items: Any) -> int | None:
+        nonlocal unbounded
+        total = 1
+        for op, arg in items:
+            name = getattr(op, "name", str(op))
+            if one_character((op, arg)):
+                continue
+            if name == "AT":
+                if getattr(arg, "name", str(arg)) not in _ANCHORS:
+                    return None
+                continue
+            if name == "SUBPATTERN":
+                count = paths(arg[-1])
+            elif name == "BRANCH":
+                counts = [paths(alternative) for alternative in arg[1]]
+                count = None if None in counts else sum(counts)  # type: ignore[arg-type]
+            elif name in ("MAX_REPEAT", "MIN_REPEAT"):
+                low, high, body = arg
+                if len(body) != 1 or not one_character(body[0]):
+                    return None
+                if high == MAXREPEAT:
+                    unbounded += 1
+                    count = 1
+                else:
+                    count = high - low + 1 if high <= LINEAR_PATHS else None
+            else:  # backreferences, lookarounds, conditionals, atomic groups, possessive repeats
+                return None
+            if count is None:
+                return None
+            total *= count
+            if total > LINEAR_PATHS:
+                return None
+        return total
+
+    return paths(parsed) is not None and unbounded <= 1
 
 
 class _Unbounded:
