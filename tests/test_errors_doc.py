@@ -70,7 +70,6 @@ NOT_TRIGGERED = {
     "recording-outside-step": "raised in a training script",
     "recording-no-loss": "raised in a training script",
     "recording-no-gradient": "raised in a training script",
-    "recording-incomplete": "raised in a training script: tests/test_torch_recorder.py",
     "plot-no-matplotlib": "needs an environment without matplotlib: tests/test_plot.py hides it",
     "plot-format": "raised by the Python API: tests/test_plot.py",
 }
