@@ -9,7 +9,9 @@ background threads, and written in the step for comparison), as medians of
 alternated runs in this one process; the Recorder is made, and its files
 closed, inside the measured time. A third row per model says what HDF5 takes
 to write one recorded step file (its tensors written again with TrialWriter,
-CPU time of the writing thread), against the unrecorded step. Then it records the same steps plain,
+CPU time of the writing thread), against the unrecorded step, and a fourth
+what the recorder itself takes on the training thread (recorded steps whose
+files are not written, CPU time of that thread against an unrecorded step's). Then it records the same steps plain,
 gzip- and lzf-compressed, and compares the trials' sizes and how long
 ``poorinit.analyze`` takes to read each. Rows follow bench/run.py's table;
 bench/run.py can call :func:`rows` and add them to its own.
@@ -58,7 +60,8 @@ class Transformer(nn.Module):
 
 def mlp() -> nn.Module:
     widths = (128, 256, 256, 256)
-    return nn.Sequential(*(m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.ReLU())), nn.Linear(256, 10))
+    layers = (m for a, b in zip(widths, widths[1:], strict=False) for m in (nn.Linear(a, b), nn.ReLU()))
+    return nn.Sequential(*layers, nn.Linear(256, 10))
 
 
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
@@ -69,18 +72,24 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 
 
 def train(
-    model: nn.Module, shape: tuple[int, ...], batch: int, steps: int, recorder: Callable[[], Recorder] | None
+    model: nn.Module,
+    shape: tuple[int, ...],
+    batch: int,
+    steps: int,
+    recorder: Callable[[], Recorder] | None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
     """Seconds for ``steps`` training steps (recorded ones when a recorder is given), files closed included.
 
     ``recorder`` makes the Recorder: it is made inside the measured time, so
     whatever it starts (its writer threads) is paid for in the figure.
+    ``clock`` is wall time unless told (``time.thread_time``: this thread's CPU time).
     """
     generator = torch.Generator().manual_seed(0)
     data = [(torch.randn(batch, *shape, generator=generator), torch.randint(0, 10, (batch,))) for _ in range(steps)]
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = nn.CrossEntropyLoss()
-    started = time.perf_counter()
+    started = clock()
     rec = recorder() if recorder is not None else None
     for x, y in data:
         if rec is None:
@@ -97,7 +106,47 @@ def train(
             optimiser.step()
     if rec is not None:
         rec.close()  # waits for the writer threads: their work is counted
-    return time.perf_counter() - started
+    return clock() - started
+
+
+class _Discarding:
+    """Takes a recorded step and writes nothing: what is left is the recorder's work on the training thread."""
+
+    def write_step(self, step: int, **groups: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def discarding_recorder(model: nn.Module, path: Path, steps: int) -> Recorder:
+    """A Recorder whose steps are gathered (hooks, function mode, copies) and then dropped unwritten."""
+    rec = Recorder(model, path, steps=steps, background=False)
+    rec.writer = _Discarding()  # type: ignore[assignment]
+    return rec
+
+
+def training_thread_row(
+    label: str, make: Callable[[], nn.Module], shape: tuple[int, ...], batch: int, steps: int, runs: int, scratch: Path
+) -> Row:
+    """The recorder's own work on the training thread: CPU time of recorded steps whose files are not written."""
+    torch.manual_seed(0)
+    model = make()
+    train(model, shape, batch, 1, None)  # warm-up
+    plain, gathered = [], []
+    for run in range(max(runs, 3)):  # alternated
+        plain.append(train(model, shape, batch, steps, None, clock=time.thread_time))
+        recorder = partial(discarding_recorder, model, scratch / f"discarded{run}", steps)
+        gathered.append(train(model, shape, batch, steps, recorder, clock=time.thread_time))
+    base, own = statistics.median(plain) / steps, statistics.median(gathered) / steps
+    return (
+        "recording: the training thread's part",
+        f"{label}: a recorded step with its file not written (hooks, function mode, copies), CPU time of the "
+        "training thread, vs an unrecorded step's",
+        f"{own * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({own / base:.2f}x)",
+        "n/a (what the recorder itself takes from the loop)",
+        None,
+    )
 
 
 def writer_row(label: str, trial: Path, step: int, base: float, scratch: Path, runs: int) -> Row:
@@ -218,6 +267,7 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
                     (ratio <= TARGET) if name == "background writer" and not smoke else None,
                 ))  # fmt: skip
             found.append(writer_row(label, last, min(1, steps - 1), base, root / "rewritten", runs))
+            found.append(training_thread_row(label, make, shape, batch, steps, runs, root))
 
         # Size and read cost of compression, on the MLP's trial (weights at the first step, gradients at every step).
         make, shape = MODELS["MLP 3x256"]
