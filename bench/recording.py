@@ -170,9 +170,14 @@ def rows(smoke: bool = False, tmp: str | os.PathLike[str] | None = None, *, runs
     made = tmp is not None and not Path(tmp).exists()
     if tmp is not None:
         Path(tmp).mkdir(parents=True, exist_ok=True)
+    # One torch thread, from bench/run.py too: a shared machine's runs compare, and the
+    # second core is left to the recorder's writer threads, as issue 13's target assumes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         return _rows(smoke, tmp, runs, batch, steps)
     finally:
+        torch.set_num_threads(threads)
         if made:
             Path(tmp).rmdir()  # type: ignore[arg-type]
 
@@ -263,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="alternated runs per side (default 5)")
     parser.add_argument("--tmp", help="where to write the trials (default: the system's temporary directory)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # a shared machine: one core, so that runs compare
     print(render(rows(smoke=args.smoke, runs=args.runs, tmp=args.tmp)), end="")
     return 0
 

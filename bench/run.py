@@ -350,7 +350,8 @@ def case_recording(ctx: Context) -> None:
         ctx.rows.append(Row("trial size", reason, "-", "compression's read cost in the table", None))
         return
     progress("recording: bench/recording.py")
-    for figure, compared, measured, target, met in recording.rows(ctx.smoke, ctx.tmp / "recording"):
+    found = recording.rows(ctx.smoke, ctx.tmp / "recording", runs=ctx.sizes.runs)
+    for figure, compared, measured, target, met in found:
         ctx.rows.append(Row(figure, compared, measured, target, met))
 
 

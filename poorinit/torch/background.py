@@ -108,10 +108,10 @@ class BackgroundWriter:
             if staged is _STOP:
                 return
             assert isinstance(staged, StagedStep)
-            if self._failed():
-                staged.discard()
-                continue
-            try:
-                staged.publish()
+            try:  # this thread must outlive any error: a dead publisher would leave the writer waiting on it
+                if self._failed():
+                    staged.discard()
+                else:
+                    staged.publish()
             except BaseException as error:
                 self._fail(error)

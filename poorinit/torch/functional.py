@@ -111,8 +111,7 @@ class FunctionalCapture(TorchFunctionMode):
         elif softmax or attention:
             # Recorded as the softmax's input with its axis last (see attention.py);
             # computed before the call, as every other input is.
-            with torch.no_grad():  # a copy to record: no autograd graph for the projections it recomputes
-                logits = softmax_logits(args, kwargs) if softmax else attention_logits(func, args, kwargs)
+            logits = softmax_logits(args, kwargs) if softmax else attention_logits(func, args, kwargs)
             if logits is not None and logits.shape[-1] >= 2:
                 self._on_activation("softmax", logits, args, kwargs)
         elif loss:
