@@ -30,7 +30,6 @@ JSON               :func:`json_dumps`
 
 from __future__ import annotations
 
-import json as _json
 import re
 import unicodedata
 from typing import Any
@@ -188,9 +187,11 @@ def json_dumps(value: Any, **options: Any) -> str:
     document means the same; ``jq`` on a terminal shows nothing hidden.
     ``NaN`` and ``Infinity`` are refused (``allow_nan=False``): they are not JSON.
     """
+    import json  # here, not at import: the table of `analyze` (every run into a pipe) escapes names, never JSON
+
     options.setdefault("ensure_ascii", False)
     options.setdefault("allow_nan", False)
-    text = _json.dumps(value, **options)
+    text = json.dumps(value, **options)
     # Outside printable ASCII, characters can only occur inside JSON strings,
     # where \\uXXXX means them.
     return _JSON_CANDIDATE.sub(_json_escape, text)
