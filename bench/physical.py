@@ -43,7 +43,11 @@ def main() -> None:
     for _, name in files[: args.steps]:
         with h5py.File(os.path.join(args.trial, name), "r") as f:
             datasets: list[tuple[str, h5py.Dataset]] = []
-            f["tensors"].visititems(lambda key, obj: datasets.append((key, obj)) if isinstance(obj, h5py.Dataset) else None)
+            f["tensors"].visititems(
+                lambda key, obj, datasets=datasets: (
+                    datasets.append((key, obj)) if isinstance(obj, h5py.Dataset) else None
+                )
+            )
             for key, dataset in datasets:
                 found = marks(dataset)
                 wanted = (activation.match(key) and (not found or "activation_inputs" in found)) or \

@@ -271,7 +271,8 @@ def baseline_command(ctx: Context) -> tuple[list[str] | None, str]:
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", b"") or b""
-        return None, f"the baseline revision {revision[:12]} could not be extracted ({detail.decode().strip() or error})"
+        return None, (f"the baseline revision {revision[:12]} could not be extracted "
+                      f"({detail.decode().strip() or error})")
     return ["env", f"PYTHONPATH={target}", PYTHON, "-m", "poorinit"], revision[:12]
 
 

@@ -395,9 +395,10 @@ def analyze(
     """Apply the PoorWeightInitialization rule to the trial at ``path``.
 
     With ``explain=True`` the verdict carries the per-layer diagnosis
-    (``verdict.diagnosis``, poorinit/diagnosis.py). ``params`` are the rule's parameters (see :class:`~poorinit.params.RuleParams`),
-    strings accepted as on the command line. Raises a
-    :class:`~poorinit.errors.PoorinitError` when the trial cannot be analysed.
+    (``verdict.diagnosis``, poorinit/diagnosis.py). ``params`` are the rule's
+    parameters (see :class:`~poorinit.params.RuleParams`), strings accepted as
+    on the command line. Raises a :class:`~poorinit.errors.PoorinitError` when
+    the trial cannot be analysed.
     """
     from .sources import open_trial
 

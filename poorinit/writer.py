@@ -388,7 +388,7 @@ def _write_dataset(group: Any, name: str, array: np.ndarray, compression: str | 
     lists = _lists()
     array = np.ascontiguousarray(array)
     chunks = chunk_shape(array.shape, array.dtype.itemsize)
-    if array.nbytes <= fmt.COMPACT_BYTES:
+    if array.nbytes <= fmt.COMPACT_BYTES:  # noqa: SIM108  (the comment belongs to the compact branch)
         # The data lives in the checksummed object header (for scalars too,
         # which h5py's high-level create_dataset would make contiguous).
         dcpl = lists.compact
@@ -412,8 +412,9 @@ def _runs(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
     ``chunk_shape`` makes such chunks; the check keeps ``_write_chunks`` honest
     if it ever changes. Whole arrays (one chunk) are cut at axis 0.
     """
-    cut = max((axis for axis, (n, c) in enumerate(zip(shape, chunks)) if c < n), default=0)
-    if all(c == 1 for c in chunks[:cut]) and all(c == n for n, c in zip(shape[cut + 1 :], chunks[cut + 1 :])):
+    cut = max((axis for axis, (n, c) in enumerate(zip(shape, chunks, strict=True)) if c < n), default=0)
+    if (all(c == 1 for c in chunks[:cut])
+            and all(c == n for n, c in zip(shape[cut + 1 :], chunks[cut + 1 :], strict=True))):
         return cut
     return None
 

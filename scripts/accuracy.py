@@ -237,7 +237,7 @@ class FunctionalMLP(nn.Module):
     def __init__(self, depth: int = 6, width: int = 32, activation: str = "silu") -> None:
         super().__init__()
         sizes = [16] + [width] * depth + [CLASSES]
-        self.weights = nn.ParameterList(nn.Parameter(torch.empty(o, i)) for i, o in zip(sizes, sizes[1:]))
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(o, i)) for i, o in zip(sizes, sizes[1:], strict=False))
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(o)) for o in sizes[1:])
         for w in self.weights:
             nn.init.kaiming_uniform_(w, a=math.sqrt(5))  # what nn.Linear does by default

@@ -125,7 +125,9 @@ def test_saturation_on_a_relu_network_is_absent_not_blind(healthy_trial, tmp_pat
     rng = np.random.default_rng(0)
     with TrialWriter(tmp_path / "no-activations") as writer:
         for step in range(10):
-            writer.write_step(step, gradients={"gradient/w": rng.normal(0, 0.1, 200)}, losses={"loss": 2.0 - 0.1 * step})
+            writer.write_step(
+                step, gradients={"gradient/w": rng.normal(0, 0.1, 200)}, losses={"loss": 2.0 - 0.1 * step}
+            )
     blind = {c.check: c for c in analyze(tmp_path / "no-activations").criteria}
     assert blind["saturation"].status is Status.NOT_APPLICABLE and not blind["saturation"].absent
     assert "no activation input was recorded" in blind["saturation"].reason

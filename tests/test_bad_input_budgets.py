@@ -65,7 +65,7 @@ def test_a_dag_of_hard_links_is_walked_once_per_group(tmp_path):
 
     def dag(tensors):
         groups = [tensors.create_group(f"dag{i}") for i in range(41)]
-        for upper, lower in zip(groups, groups[1:]):
+        for upper, lower in zip(groups, groups[1:], strict=False):
             upper["left"] = lower
             upper["right"] = lower
         groups[-1]["leaf.relu_input"] = np.ones((4, 4))

@@ -97,7 +97,9 @@ def test_overflowed_moments_stay_overflowed_when_merged():
     assert not small.overflowed and not Moments().overflowed
 
 
-@pytest.mark.parametrize("values, expected", [([1e308, 1e308], 1e308), ([1.0, 2.0, 3.0], 2.0), ([math.inf, 1.0], math.inf)])
+@pytest.mark.parametrize(
+    "values, expected", [([1e308, 1e308], 1e308), ([1.0, 2.0, 3.0], 2.0), ([math.inf, 1.0], math.inf)]
+)
 def test_the_loss_mean_never_overflows(values, expected):
     assert finite_mean(values) == expected
 

@@ -110,7 +110,8 @@ def test_poorinit_config_prints_a_table_that_is_valid_toml(tmp_path):
     tomllib = pytest.importorskip("tomllib")
     result = run("config", "--threshold", "4", cwd=tmp_path)
     table = tomllib.loads(result.stdout)["tool"]["poorinit"]
-    assert table["threshold"] == 4.0 and table["steps"] == 10 and table["activation_inputs_regex"] == [DEFAULT_ACTIVATION_INPUTS_REGEX]
+    assert table["threshold"] == 4.0 and table["steps"] == 10
+    assert table["activation_inputs_regex"] == [DEFAULT_ACTIVATION_INPUTS_REGEX]
 
 
 def test_the_precedence_decides_the_verdict(tmp_path):

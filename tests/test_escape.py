@@ -153,8 +153,8 @@ def test_markdown_code_is_one_code_span_in_one_table_cell(text):
     assert code.strip() == escape.terminal(text).strip()
 
 
-@given(st.recursive(texts | st.integers() | st.floats(allow_nan=False, allow_infinity=False), lambda kids: st.lists(kids, max_size=3)
-                    | st.dictionaries(texts, kids, max_size=3), max_leaves=8))
+@given(st.recursive(texts | st.integers() | st.floats(allow_nan=False, allow_infinity=False),
+                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(texts, kids, max_size=3), max_leaves=8))
 def test_json_round_trips_and_encodes(value):
     text = escape.json_dumps(value)
     assert json.loads(text) == value

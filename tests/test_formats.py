@@ -97,7 +97,9 @@ def test_github_annotations_follow_the_workflow_command_grammar(runs):
     assert all(unescape(m[2]).startswith(str(runs / "vanishing")) for m in fired)
     assert any(unescape(m[2]).endswith("_train_0.h5") for m in fired)
     remedies = {f"poorinit: {c['title']} fired": c["remedy"] for c in vanishing["criteria"] if c["status"] == "fired"}
-    assert all(unescape(m[4]).endswith(f" Remedy: {remedies[unescape(m[3])]}") for m in fired if remedies[unescape(m[3])])
+    assert all(
+        unescape(m[4]).endswith(f" Remedy: {remedies[unescape(m[3])]}") for m in fired if remedies[unescape(m[3])]
+    )
     assert any(remedies.values())
     # Errors first, then warnings; no notice for a not-applicable criterion unless --verbose.
     assert [kind for kind, _ in kinds] == sorted((kind for kind, _ in kinds[:-1]), key=["error", "warning"].index) + [

@@ -131,7 +131,7 @@ def damage(path: Path, how: tuple) -> None:
         _, depth, cycle = how
         with h5py.File(path, "a", libver="v110") as f:
             groups = [f["tensors"].create_group(f"grown{i}") for i in range(depth + 1)]
-            for upper, lower in zip(groups, groups[1:]):
+            for upper, lower in zip(groups, groups[1:], strict=False):
                 upper["left"] = lower
                 upper["right"] = lower
             groups[-1].create_dataset("pad", data=np.zeros(3))

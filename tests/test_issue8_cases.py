@@ -41,7 +41,7 @@ def record(model: nn.Module, path: Path, optimiser: torch.optim.Optimizer, data:
     loader = DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(seed))
     batches = ((x, y) for _ in range(steps) for x, y in loader)
     with Recorder(model, path, steps=steps) as rec:
-        for _, (x, y) in zip(range(steps), batches):
+        for _, (x, y) in zip(range(steps), batches, strict=False):
             with rec.step():
                 loss = nn.functional.cross_entropy(model(x), y)
                 optimiser.zero_grad()

@@ -12,7 +12,7 @@ import pytest
 
 from poorinit import TrialWriter, analyze
 
-matplotlib = pytest.importorskip("matplotlib", reason="the plot tests need the extra 'plot' (in 'test')")
+pytest.importorskip("matplotlib", reason="the plot tests need the extra 'plot' (in 'test')")
 import matplotlib.image  # noqa: E402
 
 from poorinit.plot import DPI, PANELS, SIZE_INCHES, empty_panels, figure, render  # noqa: E402

@@ -256,7 +256,9 @@ def test_dataset_blocks_cover_the_tensor_once_in_c_order(tmp_path):
     [
         np.float32(1.0) + rng.normal(0, 1e-6, 50_000).astype(np.float32),  # a few float32 values, many ties
         rng.integers(0, 4, 50_000).astype(np.float32),
-        np.concatenate([np.zeros(1000, np.float32), -np.zeros(1000, np.float32), rng.normal(size=100).astype(np.float32)]),
+        np.concatenate(
+            [np.zeros(1000, np.float32), -np.zeros(1000, np.float32), rng.normal(size=100).astype(np.float32)]
+        ),
         np.array([1e-45, -1e-45, 0.0, 1.2e-38, -1.2e-38] * 30, dtype=np.float32),  # float32 subnormals
         np.concatenate([np.full(10, -3e38, np.float32), np.full(10, 3e38, np.float32)]),  # sums overflow float32
         rng.normal(size=300_000).astype(np.float16),

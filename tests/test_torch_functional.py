@@ -123,7 +123,8 @@ def test_a_transformer_encoder_stack_records_each_layers_activation(tmp_path, ac
 
 
 def test_recording_changes_no_result_of_a_transformer(tmp_path):
-    """The function mode passes every call through: the losses of a recorded run are the unrecorded run's, bit for bit."""
+    """The function mode passes every call through: the losses of a recorded run are the
+    unrecorded run's, bit for bit."""
     batch = torch.randn(4, 5, 8)
 
     torch.manual_seed(0)

@@ -29,7 +29,9 @@ def classifier() -> nn.Module:
 
 def batches(count: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 8, generator=generator), torch.randint(0, 3, (8,), generator=generator)) for _ in range(count)]
+    return [
+        (torch.randn(8, 8, generator=generator), torch.randint(0, 3, (8,), generator=generator)) for _ in range(count)
+    ]
 
 
 def plain_loop(model: nn.Module, loss_fn: nn.Module, optimiser: torch.optim.Optimizer, data: list) -> list[float]:

@@ -57,7 +57,8 @@ def test_the_trainer_callback_records_a_trial_analyze_judges(tmp_path):
         gelu = [name for name in tensors if name.endswith("gelu_input")]
         # Two micro-batches per step (gradient accumulation): each layer's GELU twice.
         assert sorted(gelu) == [
-            f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn.call{c}.gelu_input" for i in range(2) for c in (0, 1)
+            f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn.call{c}.gelu_input"
+            for i in range(2) for c in (0, 1)
         ]
         assert tensors[gelu[0]].attrs["after"] == b"Linear"
         assert "gradient/bert.encoder.layer.0.attention.self.query.weight" in tensors
@@ -77,17 +78,18 @@ def test_a_gpt2_records_its_gelu_as_a_gelu_and_its_attention_softmax(tmp_path):
     model = transformers.GPT2LMHeadModel(config)
     ids = torch.randint(0, 50, (4, 10))
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    with Recorder(model, tmp_path / "t", steps=1) as rec:
-        with rec.step():
-            loss = model(input_ids=ids, labels=ids).loss
-            optimiser.zero_grad()
-            loss.backward()
-            rec.loss(loss)
-            optimiser.step()
+    with Recorder(model, tmp_path / "t", steps=1) as rec, rec.step():
+        loss = model(input_ids=ids, labels=ids).loss
+        optimiser.zero_grad()
+        loss.backward()
+        rec.loss(loss)
+        optimiser.step()
     (step_file,) = Trial(tmp_path / "t").step_files(0)
     with h5py.File(step_file.path, "r") as f:
         names = sorted(name for name in f["tensors"] if name.endswith("_input"))
-    assert names == [f"transformer.h.{i}.{leaf}" for i in range(2) for leaf in ("attn.softmax_input", "mlp.act.gelu_input")]
+    assert names == [
+        f"transformer.h.{i}.{leaf}" for i in range(2) for leaf in ("attn.softmax_input", "mlp.act.gelu_input")
+    ]
 
 
 # Lightning's own deprecation and advice warnings (a torch API it still uses, "few workers").
@@ -112,7 +114,9 @@ def test_the_lightning_callback_records_a_trial(tmp_path):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     generator = torch.Generator().manual_seed(0)
-    data = torch.utils.data.TensorDataset(torch.randn(64, 8, generator=generator), torch.randint(0, 3, (64,), generator=generator))
+    data = torch.utils.data.TensorDataset(
+        torch.randn(64, 8, generator=generator), torch.randint(0, 3, (64,), generator=generator)
+    )
     trainer = lightning.Trainer(
         max_steps=4, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path / "out"),

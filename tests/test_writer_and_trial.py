@@ -125,9 +125,9 @@ def test_raw_chunks_hold_the_bytes_and_checksums_of_hdf5s_filter(tmp_path, value
         got = written[()]  # HDF5's own read verifies every chunk's checksum
         assert got.dtype == values.dtype and np.array_equal(got, values)
         filtered = reference.create_dataset("x", data=values, chunks=written.chunks, fletcher32=True)
-        for offsets in itertools.product(*(range(0, n, c) for n, c in zip(values.shape, written.chunks))):
+        for offsets in itertools.product(*(range(0, n, c) for n, c in zip(values.shape, written.chunks, strict=True))):
             raw, expected = written.id.read_direct_chunk(offsets)[1], filtered.id.read_direct_chunk(offsets)[1]
-            if all(o + c <= n for o, c, n in zip(offsets, written.chunks, values.shape)):
+            if all(o + c <= n for o, c, n in zip(offsets, written.chunks, values.shape, strict=True)):
                 assert raw == expected, offsets
             else:  # an edge chunk: what pads it is nobody's data, the size is HDF5's
                 assert len(raw) == len(expected), offsets

@@ -69,7 +69,8 @@ class InitialLossCheck(Check):
                 direction="explode",
             )
         figure = value / chance
-        where = f"{name} at step {step} is {value:.4g}, {figure:.3g} x chance (ln {classes} = {chance:.3g}, K from the {source})"
+        where = (f"{name} at step {step} is {value:.4g}, {figure:.3g} x chance "
+                 f"(ln {classes} = {chance:.3g}, K from the {source})")
         if figure > LIMIT:
             return self.result(
                 Status.FIRED,

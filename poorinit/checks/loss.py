@@ -134,7 +134,7 @@ class LossDecreaseCheck(Check):
         with np.errstate(over="ignore", invalid="ignore"):
             noise = math.sqrt(_var(early_values) / len(early_values) + _var(late_values) / len(late_values))
             change = late_mean - early_mean
-        if noise == 0:
+        if noise == 0:  # noqa: SIM108  (a nested ternary would hide the zero-noise case)
             score = 0.0 if change == 0 else math.copysign(math.inf, change)
         else:
             score = change / noise

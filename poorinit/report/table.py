@@ -55,7 +55,8 @@ def verdict_line(verdict: Verdict) -> Text:
         )
     return Text.assemble(
         ("passed", "bold green"),
-        f": {escape.terminal(verdict.trial)} looks well initialised ({len(evaluated)} of {len(verdict.criteria)} criteria evaluated)",
+        f": {escape.terminal(verdict.trial)} looks well initialised "
+        f"({len(evaluated)} of {len(verdict.criteria)} criteria evaluated)",
     )
 
 

@@ -40,7 +40,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "MAX_LOGITS", "attention_logits", "call_argument", "softmax_logits"]
+__all__ = [
+    "SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "MAX_LOGITS", "attention_logits", "call_argument", "softmax_logits",
+]
 
 # At most this many logits (16 MiB of float32) are kept per softmax or attention call.
 MAX_LOGITS = 1 << 22

@@ -11,7 +11,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -254,10 +254,8 @@ class Recorder:
         if exc_type is None:
             self.close()
         else:
-            try:
+            with suppress(Exception):  # the training loop's exception is the one to see
                 self._drain(restart=False)
-            except Exception:
-                pass  # the training loop's exception is the one to see
 
     # -- opening and closing a step (rec.step() and the hook both use these) --
 
