@@ -390,8 +390,17 @@ def _percentiles(source: Iterable[np.ndarray], percents: Sequence[float], budget
         values.partition(ranks)
         stats = {rank: float(values[rank]) for rank in ranks}
     else:
-        blocks: Iterable[np.ndarray] = census.kept if census.kept is not None else source
-        stats = _order_statistics(blocks, census.key_histogram(), ranks, budget, census.width)
+        found: dict[int, float] | None = None
+        kept = census.kept
+        # Kept, finite, of one float type (comparisons with the bracket's ends are then exact):
+        # try the brackets before building the census's histogram.
+        if kept is not None and not nonfinite and len({b.dtype for b in kept}) == 1 and \
+                kept[0].dtype in (np.float32, np.float64):
+            found = _bracketed(kept, ranks)
+        if found is None:
+            blocks: Iterable[np.ndarray] = kept if kept is not None else source
+            found = _order_statistics(blocks, census.key_histogram(), ranks, budget, census.width)
+        stats = found
     return Percentiles(tuple(_lerp(stats[p], stats[f], gamma) for p, f, gamma in plans), n, nonfinite)
 
 
@@ -674,6 +683,7 @@ def _bracketed(kept: Sequence[np.ndarray], ranks: Sequence[int]) -> dict[int, fl
     is not inside it the caller takes the census, so the result is exact
     either way; the sample only decides how fast it comes.
     """
+    kept = [block.reshape(-1) for block in kept if block.size]
     n = sum(int(block.size) for block in kept)
     if not n or not ranks:
         return None

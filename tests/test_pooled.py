@@ -87,3 +87,15 @@ def test_a_bracket_that_misses_its_rank_leaves_the_census_to_answer(monkeypatch)
         pooled = stats.pooled_spread([ArrayTensor(f"g{i}", v) for i, v in enumerate(values)])
     expected = np.percentile(np.concatenate(values).astype(np.float64), [5, 95])
     assert (pooled.spread.low, pooled.spread.high) == tuple(expected)
+
+
+@pytest.mark.parametrize("miss", [False, True], ids=["brackets", "brackets missing: the census"])
+def test_one_thread_percentiles_of_kept_values_take_either_route_exactly(monkeypatch, miss):
+    rng = np.random.default_rng(7)
+    blocks = [rng.standard_normal(200_000).astype(np.float32) * (i + 1) for i in range(3)]
+    if miss:
+        monkeypatch.setattr(stats, "BRACKET_SIGMAS", 0.0)
+        monkeypatch.setattr(stats, "SAMPLE_VALUES", 64)
+    with parallel.using(1):
+        spread = stats.percentile_spread(blocks)
+    assert (spread.low, spread.high) == tuple(np.percentile(np.concatenate(blocks), [5, 95]))

@@ -102,8 +102,8 @@ def test_small_samples_equal_numpy_to_the_last_bit(budget):
 @pytest.mark.parametrize("n", [PARTITION_MAX, PARTITION_MAX + 1, 300_000])
 @pytest.mark.parametrize("budget", [1_000, None])
 def test_large_samples_equal_numpy_on_every_path(n, budget):
-    # n <= PARTITION_MAX and kept: one np.partition; larger and kept: histogram
-    # over the kept blocks; budget 1,000: the source is read again.
+    # n <= PARTITION_MAX and kept: one np.partition; larger and kept: brackets from a sample
+    # (or the histogram over the kept blocks); budget 1,000: the source is read again.
     assert_numpy_percentiles(rng.standard_t(3, n).astype(np.float32), blocks=9, budget=budget)
 
 
