@@ -31,7 +31,7 @@ from .modules import ACTIVATION_KINDS, activation_kind
 
 # The function, not the module: ``poorinit.torch.preflight(model, batch, loss_fn)``
 # (``poorinit.torch.preflight.summary`` stays importable from the module).
-from .preflight import preflight  # noqa: E402  (after the recorder it reuses)
+from .preflight import preflight  # noqa: E402
 from .recorder import Recorder, RecordingError, RecordingWarning
 
 __all__ = ["ACTIVATION_KINDS", "Hook", "Recorder", "RecordingError", "RecordingWarning", "activation_kind", "hook",
