@@ -27,8 +27,8 @@ always). The method, for ``n`` finite values:
    64 bits, or 32 for float32, holds one value, however often it repeats).
 
 When all values are already in memory (:func:`pooled_spread`, the gradients of
-a step read on two threads), a cheaper route is tried first: a random sample
-brackets each wanted rank between two values, and one pass of comparisons
+a step read on two threads), a cheaper route is tried first: a sample spread over
+the values brackets each wanted rank between two values, and one pass of comparisons
 counts the values below each bracket and keeps those inside it. The counts
 prove whether each rank fell inside its bracket; when one did not (about once
 in a million), the census above answers. Either way the figures are exact.
@@ -675,7 +675,7 @@ def _bracketed(kept: Sequence[np.ndarray], ranks: Sequence[int]) -> dict[int, fl
 
     The census counts every value into 65,536 bins and then gathers the bins
     holding the ranks: two passes of scattered writes and lookups. Here a
-    random sample of :data:`SAMPLE_VALUES` values, partitioned, gives for each rank
+    sample of :data:`SAMPLE_VALUES` values, partitioned, gives for each rank
     two values ``a <= b`` that bracket it with near certainty, and one pass of
     comparisons (on the analysis's threads) counts the values below ``a`` and
     keeps those in ``[a, b]``; the ranks are then selected among the kept
@@ -687,10 +687,7 @@ def _bracketed(kept: Sequence[np.ndarray], ranks: Sequence[int]) -> dict[int, fl
     n = sum(int(block.size) for block in kept)
     if not n or not ranks:
         return None
-    generator = np.random.default_rng(n)  # deterministic: the same data, the same work
-    sample = np.concatenate([
-        block[generator.integers(0, block.size, -(-SAMPLE_VALUES * block.size // n))] for block in kept
-    ])  # fmt: skip
+    sample = np.concatenate([block[_spread(-(-SAMPLE_VALUES * block.size // n), block.size)] for block in kept])
     size = sample.size
     bounds: list[tuple[int, int]] = []
     for rank in ranks:
@@ -731,6 +728,21 @@ def _bracketed(kept: Sequence[np.ndarray], ranks: Sequence[int]) -> dict[int, fl
             pool.partition(local)
             values.update({count + index: float(pool[index]) for index in local})
     return values if all(rank in values for rank in ranks) else None
+
+
+_GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+def _spread(count: int, size: int) -> np.ndarray:
+    """``count`` positions in ``range(size)``, spread over it without a period
+    (a golden-ratio sequence): the same data always takes the same work.
+
+    Not ``numpy.random``: importing it costs a few milliseconds at the first
+    large step, and under a memory cap its shared object may fail to load in
+    the middle of an analysis."""
+    fractions = np.arange(1, count + 1, dtype=np.float64) * _GOLDEN
+    fractions -= np.floor(fractions)
+    return np.minimum((fractions * size).astype(np.intp), size - 1)
 
 
 def _count_brackets(

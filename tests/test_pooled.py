@@ -79,8 +79,8 @@ def test_bracketed_order_statistics_are_the_sorted_values(name, values):
 def test_a_bracket_that_misses_its_rank_leaves_the_census_to_answer(monkeypatch):
     rng = np.random.default_rng(6)
     values = [rng.standard_normal(300_000).astype(np.float32) for _ in range(3)]
-    monkeypatch.setattr(stats, "BRACKET_SIGMAS", 0.0)  # brackets of one sampled value: they miss
-    monkeypatch.setattr(stats, "SAMPLE_VALUES", 64)
+    # A sample of each block's first value, repeated: brackets of one value, which miss.
+    monkeypatch.setattr(stats, "_spread", lambda count, size: np.zeros(count, dtype=np.intp))
     n = sum(v.size for v in values)
     assert stats._bracketed(values, list(stats._linear(n, 5)[:2])) is None
     with parallel.using(2):
@@ -94,8 +94,7 @@ def test_one_thread_percentiles_of_kept_values_take_either_route_exactly(monkeyp
     rng = np.random.default_rng(7)
     blocks = [rng.standard_normal(200_000).astype(np.float32) * (i + 1) for i in range(3)]
     if miss:
-        monkeypatch.setattr(stats, "BRACKET_SIGMAS", 0.0)
-        monkeypatch.setattr(stats, "SAMPLE_VALUES", 64)
+        monkeypatch.setattr(stats, "_spread", lambda count, size: np.zeros(count, dtype=np.intp))
     with parallel.using(1):
         spread = stats.percentile_spread(blocks)
     assert (spread.low, spread.high) == tuple(np.percentile(np.concatenate(blocks), [5, 95]))
