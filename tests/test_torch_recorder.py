@@ -313,8 +313,20 @@ def test_refuses_to_mix_two_runs_in_one_trial(tmp_path):
     model = Net()
     with Recorder(model, tmp_path / "t", steps=1) as rec:
         train(model, rec, 1)
-    with pytest.raises(FileExistsError, match="already holds step files"):
+    with pytest.raises(FileExistsError, match="already holds step files of worker 0"):
         Recorder(model, tmp_path / "t")
+
+
+def test_another_worker_may_record_beside_steps_already_written(tmp_path):
+    """Data-parallel ranks share the directory: rank 1 starting after rank 0 wrote a step is no mixing."""
+    model = Net()
+    with Recorder(model, tmp_path / "t", steps=1, worker=0) as rec:
+        train(model, rec, 1)
+    with Recorder(model, tmp_path / "t", steps=1, worker=1) as rec:
+        train(model, rec, 1)
+    assert sorted(p.name for p in (tmp_path / "t").glob("*.h5")) == [
+        fmt.step_file_name(0, "train", 0), fmt.step_file_name(0, "train", 1)
+    ]
 
 
 def test_a_recorded_trial_is_judged_by_the_rule(tmp_path):

@@ -146,10 +146,14 @@ class Recorder:
         self.parameter_stride = parameter_stride
         self.num_classes = num_classes
         existing = Path(path)
-        if existing.is_dir() and any(fmt.parse_step_file_name(p) for p in existing.iterdir()):
+        # This worker's files only: under data-parallel training every rank
+        # records into the same directory, and a fast rank may have written
+        # its first step before a slow one gets here.
+        written = map(fmt.parse_step_file_name, existing.iterdir()) if existing.is_dir() else iter(())
+        if any(parsed is not None and parsed.worker == worker for parsed in written):
             raise FileExistsError(
-                f"{existing} already holds step files; delete it or record into another directory, "
-                "so that two runs are never mixed in one trial"
+                f"{existing} already holds step files of worker {worker}; delete it or record into another "
+                "directory, so that two runs are never mixed in one trial"
             )
         self.writer = TrialWriter(path, mode=mode, worker=worker, compression=compression)
         # On by default: the file (HDF5 encoding, checksums, fsync) is written
