@@ -390,17 +390,14 @@ def _percentiles(source: Iterable[np.ndarray], percents: Sequence[float], budget
         values.partition(ranks)
         stats = {rank: float(values[rank]) for rank in ranks}
     else:
-        found: dict[int, float] | None = None
         kept = census.kept
-        # Kept, finite, of one float type (comparisons with the bracket's ends are then exact):
-        # try the brackets before building the census's histogram.
+        # Kept, finite, of one float type (comparisons with the bracket's ends are then exact).
         if kept is not None and not nonfinite and len({b.dtype for b in kept}) == 1 and \
                 kept[0].dtype in (np.float32, np.float64):
-            found = _bracketed(kept, ranks)
-        if found is None:
+            stats = _ranks_of_kept(kept, ranks, budget, _width_of(kept[0].dtype))
+        else:
             blocks: Iterable[np.ndarray] = kept if kept is not None else source
-            found = _order_statistics(blocks, census.key_histogram(), ranks, budget, census.width)
-        stats = found
+            stats = _order_statistics(blocks, census.key_histogram(), ranks, budget, census.width)
     return Percentiles(tuple(_lerp(stats[p], stats[f], gamma) for p, f, gamma in plans), n, nonfinite)
 
 
@@ -659,6 +656,19 @@ def _order_statistics(
     return values
 
 
+def _ranks_of_kept(kept: list[np.ndarray], ranks: Sequence[int], budget: int, width: _Width) -> dict[int, float]:
+    """The values of ``ranks`` among kept values (finite, all of ``width``'s float type):
+    from sampled brackets, or, when one misses, from the census counted on the analysis's threads."""
+    kept = [np.ascontiguousarray(block).reshape(-1) for block in kept]  # a one-shot source's blocks, as given
+    found = _bracketed(kept, ranks)
+    if found is None:
+        histogram = np.zeros(_BINS, dtype=np.intp)
+        for counted in map_in_order(_count_all_prefixes, _halves(kept)):
+            histogram += counted
+        found = _order_statistics(kept, histogram[_RAW_OF_KEY], ranks, budget, width)
+    return found
+
+
 # Values drawn from kept data to bracket its order statistics, and the
 # bracket's half-width in standard deviations of a sample quantile's rank: a
 # rank falls outside its bracket about once in 10^6 (then the census runs).
@@ -842,12 +852,7 @@ def pooled_spread(
             n = sum(block.size for block in kept)
             plans = [_linear(n, q) for q in (low, high)]
             ranks = sorted({rank for previous, following, _ in plans for rank in (previous, following)})
-            stats = _bracketed(kept, ranks)
-            if stats is None:  # a bracket missed its rank: the census, exact whatever the values
-                histogram = np.zeros(_BINS, dtype=np.intp)
-                for counted in map_in_order(_count_all_prefixes, _halves(kept)):
-                    histogram += counted
-                stats = _order_statistics(kept, histogram[_RAW_OF_KEY], ranks, budget, _W32)
+            stats = _ranks_of_kept(kept, ranks, budget, _W32)
             figures = tuple(_lerp(stats[p], stats[f], gamma) for p, f, gamma in plans)
             spread = Spread(figures[0], figures[1], n, 0)
     finally:

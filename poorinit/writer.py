@@ -396,11 +396,10 @@ def _write_dataset(group: Any, name: str, array: np.ndarray, compression: str | 
         dcpl = _chunked_dcpl(chunks, compression)
     space = lists.scalar if array.ndim == 0 else h5s.create_simple(array.shape)
     dataset = h5py.h5d.create(group, name.encode("utf-8"), _data_type(array.dtype), space, dcpl=dcpl, lcpl=lists.lcpl)
-    if not array.size:
-        pass
-    elif array.nbytes > fmt.COMPACT_BYTES and compression is None and _runs(array.shape, chunks) is not None:
-        _write_chunks(dataset, array, chunks)
-    else:
+    cut = _runs(array.shape, chunks) if array.nbytes > fmt.COMPACT_BYTES and compression is None else None
+    if cut is not None:
+        _write_chunks(dataset, array, chunks, cut)
+    elif array.size:
         dataset.write(h5s.ALL, h5s.ALL, array)
     return dataset
 
@@ -419,7 +418,7 @@ def _runs(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
     return None
 
 
-def _write_chunks(dataset: Any, array: np.ndarray, chunks: tuple[int, ...]) -> None:
+def _write_chunks(dataset: Any, array: np.ndarray, chunks: tuple[int, ...], cut: int) -> None:
     """Write each chunk raw, with its fletcher32 checksum computed in numpy.
 
     HDF5's filter computes the checksum a byte pair at a time inside h5py's
@@ -429,14 +428,12 @@ def _write_chunks(dataset: Any, array: np.ndarray, chunks: tuple[int, ...]) -> N
     filter would write (tests/test_writer_and_trial.py compares them), and
     every reader verifies them as it verifies any fletcher32 chunk. Chunks are
     runs of the C-order array (``chunk_shape`` cuts the leading axes), so each
-    is one slice; an edge chunk is padded with zeros to the full chunk size,
-    as HDF5 stores it.
+    is one slice (``cut``: the axis they cut, from ``_runs``); an edge chunk
+    is padded with zeros to the full chunk size, as HDF5 stores it.
     """
     from .checksum import fletcher32_sums
 
     shape = array.shape
-    cut = _runs(shape, chunks)
-    assert cut is not None
     outer, rows, inner = math.prod(shape[:cut]), shape[cut], math.prod(shape[cut + 1 :])
     step = chunks[cut]
     chunk_bytes = step * inner * array.dtype.itemsize
