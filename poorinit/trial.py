@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ import numpy as np
 
 from . import format as fmt
 from .errors import OutOfMemoryError, StepFileError, TensorError, TrialError, memory_reason
+from .records import record
 
 # Read chunks raw and verify their checksums with numpy where the filter
 # pipeline holds nothing else (see DatasetTensor._raw_layout); False forces
@@ -131,7 +132,7 @@ class Tensor(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@record
 class ArrayTensor:
     """An in-memory tensor: for the Python API and for tests of the checks."""
 
@@ -155,7 +156,7 @@ class ArrayTensor:
             yield flat[start : start + BLOCK_ELEMENTS]
 
 
-@dataclass(frozen=True)
+@record
 class TensorInfo:
     """What ``poorinit inspect`` shows of a tensor; read from metadata only."""
 
