@@ -56,13 +56,28 @@ def _make(cls: T, frozen: bool, order: bool) -> T:
     every = frozenset(names)
     qualname = cls.__qualname__
 
+    # Every field in order, with its default (or _UNSET): the values of a call
+    # start as a copy of it, so the instance's __dict__ keeps the fields' order.
+    template = {name: defaults.get(name, _UNSET) for name in names}
+    # Fields without a default or a factory, in order (a dataclass lists them first).
+    required = tuple(name for name in names if name not in defaults and name not in factories)
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         if not kwargs and len(args) == count:
             # Every field given by position: one update, as fast as the generated code.
             self.__dict__.update(zip(names, args, strict=True))
-        elif not args and len(kwargs) == count and kwargs.keys() == every:
-            self.__dict__.update([(name, kwargs[name]) for name in names])
-        else:
+        elif len(args) <= count and kwargs.keys() <= every and kwargs.keys().isdisjoint(names[: len(args)]):
+            values = template.copy()
+            values.update(zip(names, args, strict=False))  # fewer arguments than fields
+            values.update(kwargs)
+            for name in factories:
+                if values[name] is _UNSET:
+                    values[name] = factories[name]()
+            for name in required[len(args):]:
+                if values[name] is _UNSET:  # not given: _bind raises dataclass's TypeError
+                    _bind(qualname, names, defaults, factories, args, kwargs)
+            self.__dict__.update(values)
+        else:  # too many arguments, an unknown or a repeated one: _bind raises dataclass's TypeError
             self.__dict__.update(_bind(qualname, names, defaults, factories, args, kwargs))
         if post_init:
             self.__post_init__()
@@ -112,6 +127,9 @@ def _make(cls: T, frozen: bool, order: bool) -> T:
             object.__setattr__(params, attribute, value)
     cls.__signature__ = _Signature(fields)  # type: ignore[attr-defined]
     return cls
+
+
+_UNSET = object()
 
 
 def _bind(qualname: str, names: tuple[str, ...], defaults: dict[str, Any],
