@@ -184,6 +184,8 @@ RULE_NAMES = tuple(s.name for s in RULE)
 
 @record
 class Resolved:
+    """A setting's value and where it came from (the command line, the environment, a file, the default)."""
+
     value: Any
     source: str
 

@@ -41,7 +41,12 @@ def record(cls: T | None = None, /, *, frozen: bool = True, order: bool = False)
 
 def _make(cls: T, frozen: bool, order: bool) -> T:
     # init, repr and eq off, not frozen: the standard decorator then generates
-    # no code at all, and only collects the fields.
+    # no code at all, and only collects the fields. (An undocumented class
+    # would get a docstring from inspect.signature, which parses object's
+    # signature from text: it gets its own below.)
+    undocumented = cls.__dict__.get("__doc__") is None
+    if undocumented:
+        cls.__doc__ = cls.__name__
     cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False)  # type: ignore[assignment]
     fields = [f for f in dataclasses.fields(cls) if f.init]
     names = tuple(f.name for f in fields)
@@ -126,6 +131,10 @@ def _make(cls: T, frozen: bool, order: bool) -> T:
         if hasattr(params, attribute):
             object.__setattr__(params, attribute, value)
     cls.__signature__ = _Signature(fields)  # type: ignore[attr-defined]
+    if undocumented:  # as dataclass writes it: the name and the signature
+        import inspect
+
+        cls.__doc__ = cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
     return cls
 
 

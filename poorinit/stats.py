@@ -865,6 +865,8 @@ def pooled_spread(
 
 @record(frozen=False)
 class _FirstPass:
+    """What the first pass over one source of pooled_spread found."""
+
     moments: list[Moments]  # per block
     zeros: int
     kept: np.ndarray | None  # the source's values in its arena region; None when not kept

@@ -38,6 +38,8 @@ RAW_READS = True
 # (8 MiB once in float64), small enough for the statistics' temporaries to
 # stay in cache, large enough that the per-read cost of h5py vanishes.
 BLOCK_ELEMENTS = 1 << 20
+# Values of a tensor read once and kept by its DatasetTensor (a loss, asked by two criteria).
+TINY_VALUES = 16
 
 # Resource budgets per step file (docs/format.md, "Resource budgets"). A file
 # of a few kilobytes can describe gigabytes of work: links that fan out,
@@ -181,6 +183,7 @@ class DatasetTensor:
         # The open step file, for raw chunk reads without h5py's lock (_raw_blocks); -1: through h5py.
         self._raw_fd = raw_fd
         self._attrs: dict[str, Any] | None = None
+        self._tiny: np.ndarray | None = None  # the values of a tensor of at most TINY_VALUES, once read
         self._budget = budget
         self.name = name
         self.worker = worker
@@ -440,6 +443,12 @@ class DatasetTensor:
             yield self._read(()).reshape(-1)
             return
         if not self.size:
+            return
+        if self.size <= TINY_VALUES:
+            # A loss is read by two criteria at every step: the second gets a copy of the first read.
+            if self._tiny is None:
+                self._tiny = self._read_whole().copy()
+            yield self._tiny.copy()
             return
         if self.size <= BLOCK_ELEMENTS:
             yield self._read_whole()

@@ -37,7 +37,8 @@ def test_construction_repr_equality_as_dataclass(frozen: bool) -> None:
         a, b = ours(*args, **kwargs), std(*args, **kwargs)
         assert repr(a) == repr(b)
         assert dataclasses.asdict(a) == dataclasses.asdict(b)
-        assert (a == ours(*args, **kwargs)) and not (a != ours(*args, **kwargs))
+        assert a == ours(*args, **kwargs)
+        assert (a != ours(*args, **kwargs)) is False
         assert a.__eq__(b) is NotImplemented  # another class: never equal, as dataclasses do
     assert ours(1, note="a") == ours(1, note="b")  # compare=False is left out of equality
     assert ours(1).tags is not ours(1).tags  # a fresh default from the factory each time
@@ -46,6 +47,7 @@ def test_construction_repr_equality_as_dataclass(frozen: bool) -> None:
     assert ours.__match_args__ == std.__match_args__
     assert str(inspect.signature(ours)) == str(inspect.signature(std))
     assert ours.__dataclass_params__.frozen is frozen and ours.__dataclass_params__.eq
+    assert ours.__doc__ == std.__doc__  # undocumented: the name and the signature
 
 
 @pytest.mark.parametrize(("args", "kwargs"), [((), {}), ((1, 2, [], None, 5), {}), ((1,), {"x": 2}),

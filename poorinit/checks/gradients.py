@@ -32,6 +32,8 @@ MIN_VALUES = 20
 
 @record
 class GradientMeasure:
+    """One step's pooled gradient spread and the quietest gradient tensor."""
+
     spread: Spread
     quietest: str  # the tensor with the smallest standard deviation
     quietest_std: float

@@ -48,6 +48,8 @@ SATURATED_SHARE = 0.5
 
 @record
 class Share:
+    """Saturated values of one activation input at one step, of all its values."""
+
     saturated: int
     total: int
 
