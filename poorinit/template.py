@@ -222,13 +222,14 @@ def _compact_values(image: bytes, nbytes: int) -> Callable[[int, int, int], int 
 
 @dataclass(frozen=True)
 class DatasetLayout:
-    """Where HDF5 put one dataset: its object header and, when chunked, its chunks.
+    """Where HDF5 put one dataset's values: in its object header (compact) or in chunks.
 
-    ``chunk_shape`` is None for a compact dataset; ``chunks`` maps each
-    chunk's logical offset to its file offset.
+    A compact dataset has its ``header``'s address and no ``chunk_shape``; a
+    chunked one has its ``chunk_shape`` and ``chunks``, each chunk's logical
+    offset mapped to its file offset.
     """
 
-    header: int
+    header: int | None
     chunk_shape: tuple[int, ...] | None
     chunks: Mapping[tuple[int, ...], int]
 
@@ -278,15 +279,16 @@ class StepTemplate:
         pieces: dict[str, tuple[_Piece, ...]] = {}
         for name, array in arrays.items():
             layout = layouts[name]
-            if layout.chunk_shape is None:
-                if array.nbytes == 0:
-                    pieces[name] = ()
-                    continue
+            if layout.chunk_shape is not None:
+                pieces[name] = _chunk_pieces(array, layout.chunk_shape, layout.chunks)
+            elif array.nbytes == 0:
+                pieces[name] = ()
+            elif layout.header is None:
+                raise TemplateError(f"no object header address for the compact dataset {name!r}")
+            else:
                 offset, chunk = _find(image, layout.header, _compact_values(image, array.nbytes))
                 dirty.add((chunk.start, chunk.end))
                 pieces[name] = (_Piece(offset, 0, array.nbytes, 0),)
-            else:
-                pieces[name] = _chunk_pieces(array, layout.chunk_shape, layout.chunks)
         template = cls(image, step_at, pieces, {n: a.nbytes for n, a in arrays.items()}, tuple(sorted(dirty)))
         if template.render(step, arrays) != image:
             raise TemplateError("the step rendered from its own template differs from HDF5's file")

@@ -430,9 +430,9 @@ def _write_file(
             _write_attr(top, key, value)
         group = h5g.create(fid, fmt.TENSOR_GROUP.encode("utf-8"), lcpl=lists.lcpl, gcpl=lists.gcpl)
         for name, (array, collections) in contents.entries.items():
-            dataset = _write_dataset(group, name, array, compression)
+            dataset, chunks = _write_dataset(group, name, array, compression)
             if compression is None:
-                layouts[name] = _layout(dataset)
+                layouts[name] = _layout(dataset, chunks)
             if collections:
                 _write_attr(dataset, fmt.COLLECTIONS_ATTR, ",".join(collections))
             for key, value in contents.tensor_attrs.get(name, {}).items():
@@ -445,24 +445,28 @@ def _write_file(
     return (root_header, layouts) if compression is None else None
 
 
-def _layout(dataset: Any) -> DatasetLayout:
-    """Where HDF5 put a dataset's object header and chunks (logical offset -> file offset)."""
+def _layout(dataset: Any, chunks: tuple[int, ...] | None) -> DatasetLayout:
+    """Where HDF5 put a dataset: a compact one's object header, a chunked one's chunks."""
     import h5py
 
     from .template import DatasetLayout
 
-    plist = dataset.get_create_plist()
-    if plist.get_layout() != h5py.h5d.CHUNKED:
+    if chunks is None:  # the values live in the object header
         return DatasetLayout(h5py.h5o.get_info(dataset).addr, None, {})
-    chunks: dict[tuple[int, ...], int] = {}
+    offsets: dict[tuple[int, ...], int] = {}
     for index in range(dataset.get_num_chunks()):
         info = dataset.get_chunk_info(index)
-        chunks[tuple(info.chunk_offset)] = info.byte_offset
-    return DatasetLayout(h5py.h5o.get_info(dataset).addr, plist.get_chunk(), chunks)
+        offsets[tuple(info.chunk_offset)] = info.byte_offset
+    return DatasetLayout(None, chunks, offsets)
 
 
-def _write_dataset(group: Any, name: str, array: np.ndarray, compression: str | None = None) -> Any:
-    """Create and fill one dataset; compact up to ``COMPACT_BYTES``, else chunked with fletcher32."""
+def _write_dataset(
+    group: Any, name: str, array: np.ndarray, compression: str | None = None
+) -> tuple[Any, tuple[int, ...] | None]:
+    """Create and fill one dataset; compact up to ``COMPACT_BYTES``, else chunked with fletcher32.
+
+    Returns the dataset and its chunk shape (None when compact).
+    """
     import h5py
 
     h5s = h5py.h5s
@@ -482,7 +486,7 @@ def _write_dataset(group: Any, name: str, array: np.ndarray, compression: str | 
         _write_chunks(dataset, array, chunks, cut)
     elif array.size:
         dataset.write(h5s.ALL, h5s.ALL, array)
-    return dataset
+    return dataset, None if dcpl is lists.compact else chunks
 
 
 def _runs(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:

@@ -57,6 +57,8 @@ def _recorded_like(rng: np.random.Generator, step: int) -> dict[str, Any]:
             "gradient/tiny": rng.standard_normal(5).astype(np.float16),
             "gradient/wide": rng.standard_normal((700, 513)).astype(np.float64),  # chunks cut along rows
             "gradient/empty": np.zeros((0, 4), dtype=np.float32),
+            "gradient/transposed": rng.standard_normal((512, 700)).astype(np.float32).T,  # not C-contiguous
+            "gradient/big_endian": rng.standard_normal((40, 50)).astype(">f4"),
         },
         "losses": {"loss": float(rng.standard_normal()), "aux": np.float16(rng.standard_normal())},
         "attrs": {
