@@ -57,6 +57,16 @@ def fletcher32_sums(data: np.ndarray) -> tuple[int, int]:
     return sum1 * _INVERSE_256 % 65535, sum2 * _INVERSE_256 % 65535
 
 
+def chunk_checksum(body: np.ndarray) -> bytes:
+    """The four bytes HDF5's fletcher32 filter stores after a chunk's ``body`` (1-D uint8)."""
+    sum1, sum2 = fletcher32_sums(body)
+    if not (sum1 and sum2) and body.any():
+        # HDF5's end-around-carry sums are 0 only for all-zero data;
+        # otherwise a residue of 0 is stored as 65535.
+        sum1, sum2 = sum1 or 65535, sum2 or 65535
+    return ((sum2 << 16) | sum1).to_bytes(4, "little")
+
+
 def fletcher32_matches(data: np.ndarray, stored: np.ndarray) -> bool:
     """Whether ``data`` (uint8) has the checksum in the 4 bytes ``stored``.
 

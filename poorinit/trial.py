@@ -1256,10 +1256,12 @@ class ListedSteps:
     def __init__(self, names: list[str]) -> None:
         self._names = names
         keys = []
+        match = fmt.STEP_FILE_RE.match
         for name in names:
-            match = fmt.STEP_FILE_RE.match(name)
-            if match is not None:
-                keys.append((int(match["step"]), match["mode"], int(match["worker"]), name))
+            found = match(name)
+            if found is not None:
+                step, mode, worker = found.groups()
+                keys.append((int(step), mode, int(worker), name))
         keys.sort()
         self._keys: list[tuple[int, str, int, str]] = keys
 
@@ -1348,6 +1350,8 @@ class Trial(ListedSteps):
 
     def _check_duplicates(self) -> None:
         for same_step in self._by_step.values():
+            if len(same_step) == 1:
+                continue  # the usual case: one worker, one file
             for first, second in zip(same_step, same_step[1:], strict=False):
                 if first[2] == second[2]:
                     step, mode, worker, _ = first

@@ -18,13 +18,17 @@ import math
 import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import format as fmt
+
+if TYPE_CHECKING:
+    from .template import DatasetLayout, StepTemplate
 
 # Chunks of about 1 MiB: large enough that per-chunk overhead vanishes, small
 # enough that a reader can stream a 1 GiB tensor in bounded memory.
@@ -108,6 +112,11 @@ class TrialWriter:
         # thread, off the training thread (stage_step, then publish).
         self.fsync = fsync
         self.path.mkdir(parents=True, exist_ok=True)
+        # The last step file's structure and its template (template.py): a
+        # step shaped like it is written as its bytes with new values, not
+        # through HDF5. None for a structure the template cannot parse.
+        self._shape: tuple[Any, ...] | None = None
+        self._template: StepTemplate | None = None
 
     def write_step(
         self,
@@ -201,11 +210,32 @@ class TrialWriter:
         # per writer so that two processes never share one.
         temporary = self.path / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            _write_file(temporary, step, mode, worker, root, entries, tensor_attrs, self.compression)
+            self._write(temporary, _Contents(step, mode, worker, root, entries, tensor_attrs))
         except BaseException:
             _remove(temporary)
             raise
         return StagedStep(temporary, final, self.fsync)
+
+    def _write(self, temporary: Path, contents: _Contents) -> None:
+        """The step file through its template when the last one had this structure, else through HDF5."""
+        shape = contents.structure() if self.compression is None else None
+        arrays = {name: array for name, (array, _) in contents.entries.items()}
+        if shape is not None and shape == self._shape:
+            if self._template is not None:
+                image = self._template.render(contents.step, arrays)
+                with open(temporary, "xb") as file:
+                    file.write(image)
+                return
+            _write_file(temporary, contents, self.compression)
+            return  # this structure was tried and cannot be a template: HDF5 writes it
+        layout = _write_file(temporary, contents, self.compression)
+        self._shape, self._template = shape, None
+        if shape is not None and layout is not None:
+            from .template import StepTemplate, TemplateError
+
+            root_header, layouts = layout
+            with contextlib.suppress(TemplateError):
+                self._template = StepTemplate.build(temporary.read_bytes(), contents.step, root_header, arrays, layouts)
 
     def close(self) -> None:
         """Mark this worker finished: no more step files will come from it."""
@@ -303,12 +333,20 @@ def _lists() -> Any:
     compact.set_layout(h5d.COMPACT)
     compact.set_obj_track_times(False)  # as h5py's create_dataset: no times in the header
     scalar = h5py.h5s.create(h5py.h5s.SCALAR)
-    return _Lists(fapl, lcpl, compact, scalar)
+    # No times in the groups' headers either (HDF5 stores four, to the
+    # second, by default): the same step written twice is the same bytes,
+    # which is what lets a template write the next one (template.py).
+    fcpl = h5p.create(h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    gcpl = h5p.create(h5p.GROUP_CREATE)
+    gcpl.set_obj_track_times(False)
+    return _Lists(fapl, fcpl, gcpl, lcpl, compact, scalar)
 
 
 class _Lists:
-    def __init__(self, fapl: Any, lcpl: Any, compact: Any, scalar: Any) -> None:
-        self.fapl, self.lcpl, self.compact, self.scalar = fapl, lcpl, compact, scalar
+    def __init__(self, fapl: Any, fcpl: Any, gcpl: Any, lcpl: Any, compact: Any, scalar: Any) -> None:
+        self.fapl, self.fcpl, self.gcpl, self.lcpl = fapl, fcpl, gcpl, lcpl
+        self.compact, self.scalar = compact, scalar
 
 
 @functools.lru_cache(maxsize=256)
@@ -343,45 +381,92 @@ def _string_type(length: int) -> Any:
     return h5py.h5t.py_create(h5py.string_dtype("utf-8", length), logical=True)
 
 
+@dataclass(frozen=True)
+class _Contents:
+    """What one step file holds, checked: its root attributes and its tensors with their collections and attributes."""
+
+    step: int
+    mode: str
+    worker: int
+    root: Mapping[str, AttrValue]
+    entries: Mapping[str, tuple[np.ndarray, list[str]]]
+    tensor_attrs: Mapping[str, Mapping[str, AttrValue]]
+
+    def structure(self) -> tuple[Any, ...]:
+        """What decides the file's layout: everything it holds but the step number and the tensors' values.
+
+        Attribute values enter by type and repr, so that values equal in Python
+        but written differently (1 and True, 0.0 and -0.0) never share a template.
+        """
+
+        def written(values: Mapping[str, AttrValue]) -> tuple[tuple[str, str, str], ...]:
+            return tuple((key, type(value).__name__, repr(value)) for key, value in values.items())
+
+        tensors = tuple(
+            (name, array.dtype.str, array.shape, tuple(collections), written(self.tensor_attrs.get(name, {})))
+            for name, (array, collections) in self.entries.items()
+        )
+        return (self.mode, self.worker, written(self.root), tensors)
+
+
 def _write_file(
-    temporary: Path,
-    step: int,
-    mode: str,
-    worker: int,
-    root: Mapping[str, AttrValue],
-    entries: Mapping[str, tuple[np.ndarray, list[str]]],
-    tensor_attrs: Mapping[str, Mapping[str, AttrValue]],
-    compression: str | None,
-) -> None:
+    temporary: Path, contents: _Contents, compression: str | None
+) -> tuple[int, dict[str, DatasetLayout]] | None:
+    """Write the step file through HDF5; without compression, also say where its objects went (for a template)."""
     import h5py
 
-    h5f, h5g = h5py.h5f, h5py.h5g
+    h5f, h5g, h5o = h5py.h5f, h5py.h5g, h5py.h5o
     lists = _lists()
-    fid = h5f.create(os.fsencode(temporary), h5f.ACC_TRUNC, fapl=lists.fapl)
+    layouts: dict[str, DatasetLayout] = {}
+    fid = h5f.create(os.fsencode(temporary), h5f.ACC_TRUNC, fapl=lists.fapl, fcpl=lists.fcpl)
     try:
         top = h5g.open(fid, b"/")
+        root_header = h5o.get_info(top).addr
         _write_attr(top, fmt.FORMAT_ATTR, fmt.FORMAT_VERSION)
-        _write_attr(top, "step", step)
-        _write_attr(top, "mode", mode)
-        _write_attr(top, "worker", worker)
-        for key, value in root.items():
+        _write_attr(top, "step", contents.step)
+        _write_attr(top, "mode", contents.mode)
+        _write_attr(top, "worker", contents.worker)
+        for key, value in contents.root.items():
             _write_attr(top, key, value)
-        group = h5g.create(fid, fmt.TENSOR_GROUP.encode("utf-8"), lcpl=lists.lcpl)
-        for name, (array, collections) in entries.items():
-            dataset = _write_dataset(group, name, array, compression)
+        group = h5g.create(fid, fmt.TENSOR_GROUP.encode("utf-8"), lcpl=lists.lcpl, gcpl=lists.gcpl)
+        for name, (array, collections) in contents.entries.items():
+            dataset, chunks = _write_dataset(group, name, array, compression)
+            if compression is None:
+                layouts[name] = _layout(dataset, chunks)
             if collections:
                 _write_attr(dataset, fmt.COLLECTIONS_ATTR, ",".join(collections))
-            for key, value in tensor_attrs.get(name, {}).items():
+            for key, value in contents.tensor_attrs.get(name, {}).items():
                 _write_attr(dataset, key, value)
             dataset.close()
         group.close()
         top.close()
     finally:
         fid.close()
+    return (root_header, layouts) if compression is None else None
 
 
-def _write_dataset(group: Any, name: str, array: np.ndarray, compression: str | None = None) -> Any:
-    """Create and fill one dataset; compact up to ``COMPACT_BYTES``, else chunked with fletcher32."""
+def _layout(dataset: Any, chunks: tuple[int, ...] | None) -> DatasetLayout:
+    """Where HDF5 put a dataset: a compact one's object header, a chunked one's chunks."""
+    import h5py
+
+    from .template import DatasetLayout
+
+    if chunks is None:  # the values live in the object header
+        return DatasetLayout(h5py.h5o.get_info(dataset).addr, None, {})
+    offsets: dict[tuple[int, ...], int] = {}
+    for index in range(dataset.get_num_chunks()):
+        info = dataset.get_chunk_info(index)
+        offsets[tuple(info.chunk_offset)] = info.byte_offset
+    return DatasetLayout(None, chunks, offsets)
+
+
+def _write_dataset(
+    group: Any, name: str, array: np.ndarray, compression: str | None = None
+) -> tuple[Any, tuple[int, ...] | None]:
+    """Create and fill one dataset; compact up to ``COMPACT_BYTES``, else chunked with fletcher32.
+
+    Returns the dataset and its chunk shape (None when compact).
+    """
     import h5py
 
     h5s = h5py.h5s
@@ -401,7 +486,7 @@ def _write_dataset(group: Any, name: str, array: np.ndarray, compression: str | 
         _write_chunks(dataset, array, chunks, cut)
     elif array.size:
         dataset.write(h5s.ALL, h5s.ALL, array)
-    return dataset
+    return dataset, None if dcpl is lists.compact else chunks
 
 
 def _runs(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
@@ -431,7 +516,7 @@ def _write_chunks(dataset: Any, array: np.ndarray, chunks: tuple[int, ...], cut:
     is one slice (``cut``: the axis they cut, from ``_runs``); an edge chunk
     is padded with zeros to the full chunk size, as HDF5 stores it.
     """
-    from .checksum import fletcher32_sums
+    from .checksum import chunk_checksum
 
     shape = array.shape
     outer, rows, inner = math.prod(shape[:cut]), shape[cut], math.prod(shape[cut + 1 :])
@@ -446,12 +531,7 @@ def _write_chunks(dataset: Any, array: np.ndarray, chunks: tuple[int, ...], cut:
             part = runs[index, start : start + step].reshape(-1)
             body[: part.size] = part
             body[part.size :] = 0
-            sum1, sum2 = fletcher32_sums(body)
-            if not (sum1 and sum2) and body.any():
-                # HDF5's end-around-carry sums are 0 only for all-zero data;
-                # otherwise a residue of 0 is stored as 65535.
-                sum1, sum2 = sum1 or 65535, sum2 or 65535
-            buffer[chunk_bytes:] = np.frombuffer(((sum2 << 16) | sum1).to_bytes(4, "little"), dtype=np.uint8)
+            buffer[chunk_bytes:] = np.frombuffer(chunk_checksum(body), dtype=np.uint8)
             offsets = (*(int(i) for i in prefix), start, *([0] * (len(shape) - cut - 1)))
             dataset.write_direct_chunk(offsets, buffer)
 

@@ -338,6 +338,85 @@ def test_a_functional_mlp_records_every_function_in_call_order(tmp_path):
     assert all("after" not in attrs and attrs["module"] == "" for attrs in found.values())
 
 
+# -- how long the function mode is held ------------------------------------------
+
+
+class Counting(torch.overrides.TorchFunctionMode):
+    """Counts the torch calls a loop makes while it is the innermost mode (a TorchFunctionMode of the loop's own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_function_mode_ends_at_rec_loss_so_the_optimiser_step_runs_without_it(tmp_path):
+    torch.manual_seed(0)
+    model = FunctionalMLP()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
+    depths = []
+    with Recorder(model, tmp_path / "t", steps=2) as rec:
+        for _ in range(2):
+            with rec.step():
+                optimiser.zero_grad()
+                loss = model(torch.randn(8, 16)).pow(2).mean()
+                depths.append(torch._C._len_torch_function_stack())
+                loss.backward()
+                rec.loss(loss)
+                depths.append(torch._C._len_torch_function_stack())
+                optimiser.step()
+    assert depths == [1, 0, 1, 0]
+    assert len(activation_inputs(tmp_path / "t", 1)) == 8
+
+
+def test_a_forward_after_rec_loss_is_still_seen(tmp_path):
+    """Gradient accumulation with rec.loss() per micro-batch: the model's next forward enters the mode again."""
+    torch.manual_seed(0)
+    model = FunctionalMLP()
+    with Recorder(model, tmp_path / "t", steps=1) as rec, rec.step():
+        for _ in range(2):
+            loss = model(torch.randn(8, 16)).pow(2).mean()
+            loss.backward()
+            rec.loss(loss)
+    found = activation_inputs(tmp_path / "t")
+    assert len(found) == 16  # eight functions, called twice each: numbered calls
+    assert {attrs["order"] for attrs in found.values()} == set(range(16))
+
+
+def test_a_mode_the_loop_enters_after_rec_loss_is_left_alone_and_the_recorder_warns(tmp_path):
+    torch.manual_seed(0)
+    model = FunctionalMLP()
+    counting = Counting()
+    with Recorder(model, tmp_path / "t", steps=1) as rec, rec.step():
+        loss = model(torch.randn(8, 16)).pow(2).mean()
+        loss.backward()
+        rec.loss(loss)
+        with counting, pytest.warns(RecordingWarning, match="after rec.loss"):
+            model(torch.randn(8, 16))
+        assert torch._C._len_torch_function_stack() == 0  # the loop's mode popped itself, not ours
+    assert counting.calls > 0
+    assert len(activation_inputs(tmp_path / "t")) == 8  # the first forward's
+
+
+def test_rec_loss_inside_a_mode_of_the_loop_keeps_the_recorders_until_the_step_ends(tmp_path):
+    torch.manual_seed(0)
+    model = FunctionalMLP()
+    counting = Counting()
+    with Recorder(model, tmp_path / "t", steps=1) as rec:
+        with rec.step():
+            with counting:
+                loss = model(torch.randn(8, 16)).pow(2).mean()
+                loss.backward()
+                rec.loss(loss)  # the loop's mode is innermost: the recorder's stays entered
+                assert torch._C._len_torch_function_stack() == 2
+            assert torch._C._len_torch_function_stack() == 1
+        assert torch._C._len_torch_function_stack() == 0
+    assert len(activation_inputs(tmp_path / "t")) == 8
+
+
 class InPlace(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -173,6 +173,8 @@ class Recorder:
         # optimiser steps, and a forward under no_grad (validation) is no part of it.
         self._grad_only = False
         self._mode_per_forward = False
+        self._mode_paused = False  # rec.loss() left the mode; a forward of the model enters it again
+        self._paused_under = 0  # the mode stack's depth when it did
 
     @property
     def recording(self) -> bool:
@@ -200,6 +202,7 @@ class Recorder:
         current = self._require_step("rec.loss()")
         if current is None:
             return
+        self._pause_capture()
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
                 raise RecordingError(f"loss {name!r} must hold one value, not shape {tuple(value.shape)}")
@@ -297,6 +300,9 @@ class Recorder:
             if (kind := activation_kind(module)) is not None
         ]
         self._capture = FunctionalCapture(self._on_function, current.class_counts.add)
+        self._mode_paused = False
+        if not self._mode_per_forward:
+            self._handles.append(self.model.register_forward_pre_hook(self._resume_capture))
         # rec.step() holds the mode for the whole block, so that a loss computed
         # outside the model is seen too; the hook enters it around each forward
         # of the model instead, because its step boundaries are callbacks that
@@ -316,7 +322,7 @@ class Recorder:
             if self._capture is not None and self._mode_entered:
                 self._capture.__exit__(None, None, None)
         finally:
-            self._mode_entered = False
+            self._mode_entered = self._mode_paused = False
             self._capture = None
             for handle in self._handles:
                 handle.remove()
@@ -326,6 +332,44 @@ class Recorder:
                 self._tracker = None
         if write:
             self._write(current)
+
+    # -- the function mode's span --
+    #
+    # rec.step() holds the mode from the step's start, so that a loss computed
+    # outside the model is seen (its class count is K), but not past rec.loss():
+    # there the loss is known, and every torch call after it (the optimiser's
+    # step reads each parameter's .grad through the mode: 45 of an MLP step's 91
+    # intercepted calls, 145 of a transformer's 258) would pay the mode's cost for
+    # nothing, since functions outside the model's forward record nothing. A
+    # forward of the model after rec.loss() (gradient accumulation) enters it again.
+
+    def _pause_capture(self) -> None:
+        capture = self._capture
+        if capture is None or not self._mode_entered:
+            return
+        # Only when the mode is the innermost one: popping it from under a mode
+        # the training loop entered since would pop the loop's instead.
+        if _innermost_function_mode() is capture:
+            capture.__exit__(None, None, None)
+            self._mode_entered, self._mode_paused = False, True
+            self._paused_under = _function_mode_depth()
+
+    def _resume_capture(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        capture = self._capture
+        if capture is None or not self._mode_paused:
+            return
+        if _function_mode_depth() != self._paused_under:
+            # The loop entered a mode of its own since rec.loss(): ours pushed
+            # above it would be popped by that mode's exit.
+            self._warn_once(
+                "mode-resume",
+                "a forward of the model after rec.loss() ran inside a TorchFunctionMode entered after "
+                "rec.loss(), so the recorder could not see its functional activations (F.relu and the "
+                "like); call rec.loss() last in the step, after every forward (see docs/recording.md)",
+            )
+            return
+        capture.__enter__()
+        self._mode_entered, self._mode_paused = True, False
 
     def _require_step(self, call: str) -> _Step | None:
         if not self._open:
@@ -453,6 +497,18 @@ class Recorder:
                 "function the recorder knows inside the step, so the rule cannot judge the activations "
                 "(see docs/recording.md, 'Functional activations')",
             )
+
+
+def _innermost_function_mode() -> Any:
+    from torch.overrides import _get_current_function_mode
+
+    return _get_current_function_mode()
+
+
+def _function_mode_depth() -> int:
+    from torch.overrides import _len_torch_function_stack
+
+    return int(_len_torch_function_stack())
 
 
 def _world_size() -> int | None:

@@ -1,0 +1,340 @@
+"""Step files from a template: a step shaped like the last one written is that file with new values.
+
+Writing a step file through HDF5 costs a fixed price per object, tens of
+microseconds per dataset and per attribute, holding the GIL, which for the
+small tensors of a recorded step dwarfs the bytes themselves: one step file of
+bench/recording.py's MLP costs several of its training steps. Yet from one
+recorded step to the next only values change. The same tensors, shapes, dtypes
+and attributes make HDF5 lay out the same objects at the same addresses, so
+after HDF5 has written a step file, :meth:`StepTemplate.build` notes where its
+variable bytes lie:
+
+* the ``step`` attribute's value, in the root group's object header;
+* each compact tensor's values, in its own object header;
+* each chunked tensor's chunks, each followed by its fletcher32 checksum.
+
+A later step with the same structure is then that image with those bytes
+replaced, each chunk's fletcher32 recomputed (checksum.py) and each object
+header chunk that holds a replaced byte checksummed again with Jenkins'
+lookup3, as HDF5 does: the bytes HDF5 would have written, written without it
+(tests/test_template.py compares them byte for byte). A template is kept only
+when every located byte holds the value HDF5 was given and every recomputed
+checksum equals the one HDF5 stored; anything this module does not parse
+(dense attribute storage, another object header version, compression) leaves
+the writer on HDF5, never writing a file wrong.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .checksum import chunk_checksum
+
+__all__ = ["DatasetLayout", "StepTemplate", "TemplateError", "lookup3"]
+
+
+class TemplateError(Exception):
+    """The file holds a structure this module does not parse: write the step with HDF5."""
+
+
+# -- lookup3, the checksum of HDF5's metadata --
+
+
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
+
+
+def _lookup3_python(data: bytes | bytearray | memoryview, initval: int = 0) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle`` as HDF5 computes it (H5_checksum_lookup3): metadata checksums."""
+    length = len(data)
+    a = b = c = (0xDEADBEEF + length + initval) & 0xFFFFFFFF
+    view = bytes(data)
+    pos = 0
+    M = 0xFFFFFFFF
+    while length > 12:
+        x, y, z = struct.unpack_from("<III", view, pos)
+        a, b, c = (a + x) & M, (b + y) & M, (c + z) & M
+        a = (a - c) & M; a ^= _rot(c, 4); c = (c + b) & M  # noqa: E702
+        b = (b - a) & M; b ^= _rot(a, 6); a = (a + c) & M  # noqa: E702
+        c = (c - b) & M; c ^= _rot(b, 8); b = (b + a) & M  # noqa: E702
+        a = (a - c) & M; a ^= _rot(c, 16); c = (c + b) & M  # noqa: E702
+        b = (b - a) & M; b ^= _rot(a, 19); a = (a + c) & M  # noqa: E702
+        c = (c - b) & M; c ^= _rot(b, 4); b = (b + a) & M  # noqa: E702
+        pos += 12
+        length -= 12
+    if length == 0:
+        return c
+    tail = view[pos:] + bytes(12 - length)
+    x, y, z = struct.unpack("<III", tail)
+    a, b, c = (a + x) & M, (b + y) & M, (c + z) & M
+    c ^= b; c = (c - _rot(b, 14)) & M  # noqa: E702
+    a ^= c; a = (a - _rot(c, 11)) & M  # noqa: E702
+    b ^= a; b = (b - _rot(a, 25)) & M  # noqa: E702
+    c ^= b; c = (c - _rot(b, 16)) & M  # noqa: E702
+    a ^= c; a = (a - _rot(c, 4)) & M  # noqa: E702
+    b ^= a; b = (b - _rot(a, 14)) & M  # noqa: E702
+    c ^= b; c = (c - _rot(b, 24)) & M  # noqa: E702
+    return c
+
+
+@functools.cache
+def _hdf5_lookup3() -> Callable[[bytes | bytearray | memoryview], int] | None:
+    """HDF5's own lookup3, from the libhdf5 h5py has loaded, when this platform lets us find it.
+
+    In Python lookup3 costs about a microsecond per 12 bytes, and the object
+    headers of a recorded step hold kilobytes (every compact tensor's values);
+    the library's C function, exported by every HDF5 since 1.8, costs nothing
+    by comparison. It is used only if it agrees with the Python version above.
+    """
+    import h5py  # noqa: F401  (loads libhdf5 into the process)
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libhdf5" in line and "libhdf5_hl" not in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            function = ctypes.CDLL(path).H5_checksum_lookup3
+        except (OSError, AttributeError):
+            continue
+        function.argtypes = (ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32)
+        function.restype = ctypes.c_uint32
+
+        def call(data: bytes | bytearray | memoryview, function: Any = function) -> int:
+            data = bytes(data)  # a few kilobytes at most: headers, not tensors
+            return int(function(data, len(data), 0))
+
+        probe = bytes(range(256)) * 3
+        if all(call(bytearray(probe[:n])) == _lookup3_python(probe[:n]) for n in (0, 1, 12, 13, 700)):
+            return call
+    return None
+
+
+def lookup3(data: bytes | bytearray | memoryview) -> int:
+    """HDF5's metadata checksum of ``data`` (lookup3 with an initial value of 0)."""
+    native = _hdf5_lookup3()
+    return native(data) if native is not None else _lookup3_python(data)
+
+
+# -- object headers (HDF5 file format, version 2 object headers) --
+
+_CONTINUATION, _LAYOUT, _ATTRIBUTE = 0x10, 0x08, 0x0C
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One checksummed chunk of an object header: bytes [start, end) checksummed, the checksum at end."""
+
+    start: int
+    messages: int  # where its messages begin
+    end: int
+
+
+def _header(image: bytes, address: int) -> tuple[list[_Chunk], int]:
+    """The chunks of the version 2 object header at ``address``, and its flags."""
+    if image[address : address + 4] != b"OHDR" or image[address + 4] != 2:
+        raise TemplateError(f"no version 2 object header at {address}")
+    flags = image[address + 5]
+    position = address + 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+    width = 1 << (flags & 0x03)
+    size = int.from_bytes(image[position : position + width], "little")
+    position += width
+    chunks = [_Chunk(address, position, position + size)]
+    for chunk in chunks:  # grows as continuation messages are found
+        for kind, data, length in _messages(image, chunk, flags):
+            if kind == _CONTINUATION:
+                offset, total = struct.unpack_from("<QQ", image, data)
+                if image[offset : offset + 4] != b"OCHK" or length != 16:
+                    raise TemplateError(f"no continuation chunk at {offset}")
+                chunks.append(_Chunk(offset, offset + 4, offset + total - 4))
+    for chunk in chunks:
+        stored = int.from_bytes(image[chunk.end : chunk.end + 4], "little")
+        if lookup3(image[chunk.start : chunk.end]) != stored:
+            raise TemplateError(f"object header chunk at {chunk.start} not parsed as HDF5 wrote it")
+    return chunks, flags
+
+
+def _messages(image: bytes, chunk: _Chunk, flags: int) -> list[tuple[int, int, int]]:
+    """(type, offset of its data, size) of each message in one header chunk; a shorter tail is a gap."""
+    prefix = 4 + (2 if flags & 0x04 else 0)
+    found, position = [], chunk.messages
+    while position + prefix <= chunk.end:
+        kind, size = image[position], int.from_bytes(image[position + 1 : position + 3], "little")
+        found.append((kind, position + prefix, size))
+        position += prefix + size
+    if position > chunk.end:
+        raise TemplateError(f"a message overruns the object header chunk at {chunk.start}")
+    return found
+
+
+def _find(image: bytes, address: int, want: Callable[[int, int, int], int | None]) -> tuple[int, _Chunk]:
+    """The offset ``want(type, data, size)`` returns for the one message it accepts, and its chunk."""
+    chunks, flags = _header(image, address)
+    hits = [(offset, chunk) for chunk in chunks for kind, data, size in _messages(image, chunk, flags)
+            if (offset := want(kind, data, size)) is not None]  # fmt: skip
+    if len(hits) != 1:
+        raise TemplateError(f"{len(hits)} matching messages in the object header at {address}")
+    return hits[0]
+
+
+def _attribute_value(image: bytes, name: bytes, width: int) -> Callable[[int, int, int], int | None]:
+    """Finds the value of attribute ``name`` (``width`` bytes) in an attribute message of version 2 or 3."""
+    wanted = name + b"\0"
+
+    def want(kind: int, data: int, size: int) -> int | None:
+        if kind != _ATTRIBUTE or image[data] not in (2, 3):
+            return None
+        name_size, type_size, space_size = struct.unpack_from("<HHH", image, data + 2)
+        start = data + (9 if image[data] == 3 else 8)
+        if image[start : start + name_size] != wanted:
+            return None
+        value = start + name_size + type_size + space_size
+        if value + width != data + size:
+            raise TemplateError(f"attribute {name!r} holds {data + size - value} bytes, not {width}")
+        return value
+
+    return want
+
+
+def _compact_values(image: bytes, nbytes: int) -> Callable[[int, int, int], int | None]:
+    """Finds the values of a compact dataset (layout message version 3 or 4, class 0)."""
+
+    def want(kind: int, data: int, size: int) -> int | None:
+        if kind != _LAYOUT or image[data] not in (3, 4) or image[data + 1] != 0:
+            return None
+        if int.from_bytes(image[data + 2 : data + 4], "little") != nbytes:
+            raise TemplateError("compact layout of another size")
+        return data + 4
+
+    return want
+
+
+# -- the template --
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Where HDF5 put one dataset's values: in its object header (compact) or in chunks.
+
+    A compact dataset has its ``header``'s address and no ``chunk_shape``; a
+    chunked one has its ``chunk_shape`` and ``chunks``, each chunk's logical
+    offset mapped to its file offset.
+    """
+
+    header: int | None
+    chunk_shape: tuple[int, ...] | None
+    chunks: Mapping[tuple[int, ...], int]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Bytes [source, source + length) of a tensor's C-order bytes, at ``target`` in the file.
+
+    A chunk is ``padded`` bytes long (an edge chunk is filled with zeros) and
+    followed by its fletcher32; compact values have ``padded`` 0.
+    """
+
+    target: int
+    source: int
+    length: int
+    padded: int
+
+
+@dataclass(frozen=True)
+class StepTemplate:
+    """A step file's bytes and where its step number and tensor values lie in them."""
+
+    image: bytes
+    step_at: int
+    pieces: Mapping[str, tuple[_Piece, ...]]
+    nbytes: Mapping[str, int]
+    headers: tuple[tuple[int, int], ...]  # (start, end) of each header chunk to checksum again
+
+    @classmethod
+    def build(
+        cls,
+        image: bytes,
+        step: int,
+        root: int,
+        arrays: Mapping[str, np.ndarray],
+        layouts: Mapping[str, DatasetLayout],
+    ) -> StepTemplate:
+        """The template of ``image``, the step file HDF5 wrote for ``step`` with ``arrays``.
+
+        ``root`` is the root group's object header address, ``layouts`` where
+        each dataset went. Raises TemplateError unless every located byte and every recomputed
+        checksum is what HDF5 wrote.
+        """
+        step_bytes = np.array(step, dtype=np.int64).tobytes()
+        step_at, step_chunk = _find(image, root, _attribute_value(image, b"step", len(step_bytes)))
+        dirty = {(step_chunk.start, step_chunk.end)}
+        pieces: dict[str, tuple[_Piece, ...]] = {}
+        for name, array in arrays.items():
+            layout = layouts[name]
+            if layout.chunk_shape is not None:
+                pieces[name] = _chunk_pieces(array, layout.chunk_shape, layout.chunks)
+            elif array.nbytes == 0:
+                pieces[name] = ()
+            elif layout.header is None:
+                raise TemplateError(f"no object header address for the compact dataset {name!r}")
+            else:
+                offset, chunk = _find(image, layout.header, _compact_values(image, array.nbytes))
+                dirty.add((chunk.start, chunk.end))
+                pieces[name] = (_Piece(offset, 0, array.nbytes, 0),)
+        template = cls(image, step_at, pieces, {n: a.nbytes for n, a in arrays.items()}, tuple(sorted(dirty)))
+        if template.render(step, arrays) != image:
+            raise TemplateError("the step rendered from its own template differs from HDF5's file")
+        return template
+
+    def render(self, step: int, arrays: Mapping[str, np.ndarray]) -> bytearray:
+        """The step file of ``step`` holding ``arrays`` (the names, shapes and dtypes of the template's)."""
+        image = bytearray(self.image)
+        view = np.frombuffer(image, dtype=np.uint8)
+        image[self.step_at : self.step_at + 8] = np.array(step, dtype=np.int64).tobytes()
+        for name, pieces in self.pieces.items():
+            values = np.ascontiguousarray(arrays[name]).reshape(-1).view(np.uint8)
+            if values.size != self.nbytes[name]:
+                raise ValueError(f"tensor {name!r} holds {values.size} bytes, the template {self.nbytes[name]}")
+            for piece in pieces:
+                view[piece.target : piece.target + piece.length] = values[piece.source : piece.source + piece.length]
+                if piece.padded:
+                    body = view[piece.target : piece.target + piece.padded]
+                    body[piece.length :] = 0
+                    image[piece.target + piece.padded : piece.target + piece.padded + 4] = chunk_checksum(body)
+        for start, end in self.headers:
+            image[end : end + 4] = lookup3(memoryview(image)[start:end]).to_bytes(4, "little")
+        return image
+
+
+def _chunk_pieces(
+    array: np.ndarray, chunks: tuple[int, ...], offsets: Mapping[tuple[int, ...], int]
+) -> tuple[_Piece, ...]:
+    """Each chunk as a run of the C-order bytes: chunks cut the leading axes (writer.chunk_shape)."""
+    from .writer import _runs
+
+    shape = array.shape
+    cut = _runs(shape, chunks)
+    if cut is None or len(offsets) != _count(shape, chunks):
+        raise TemplateError("chunks that are not runs of the array")
+    inner = int(np.prod(shape[cut + 1 :], dtype=np.int64)) * array.dtype.itemsize
+    rows, step = shape[cut], chunks[cut]
+    padded = step * inner
+    pieces = []
+    for position, target in sorted(offsets.items()):
+        index = int(np.ravel_multi_index(position[:cut], shape[:cut])) if cut else 0
+        start = position[cut]
+        source = (index * rows + start) * inner
+        pieces.append(_Piece(target, source, min(step, rows - start) * inner, padded))
+    return tuple(pieces)
+
+
+def _count(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
+    return int(np.prod([-(-n // c) for n, c in zip(shape, chunks, strict=True)], dtype=np.int64)) if shape else 1
