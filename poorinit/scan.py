@@ -319,6 +319,7 @@ def scan_local(
     """
     results: list[TrialResult] = []
     if jobs <= 1 or len(trials) <= 1:
+        _warm_up()  # here, not in the first trial: the stack is shallower (poorinit.cli._numerics says why)
         for shown in trials:
             result = analyse_trial(_absolute(shown), params, shown, checks, timeout)
             results.append(result)
@@ -391,6 +392,7 @@ def _worker_main(tasks: Any, results: Any, params: RuleParams, checks: Sequence[
     # the workers, which must not print tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _warm_up()  # before the first batch, where the stack is shallowest (poorinit.cli._numerics says why)
     while True:
         try:
             batch = tasks.recv()
