@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
@@ -19,6 +19,7 @@ from .checks.base import Check, CriterionResult, Selector, Status
 from .checks.registry import load_checks
 from .errors import NothingToAnalyseError, OutOfMemoryError, memory_reason
 from .params import RuleParams
+from .records import record
 from .rule import Verdict, conclude
 from .trial import Tensor, Trial
 
@@ -38,7 +39,7 @@ def _gaps(steps: Sequence[int]) -> list[str]:
     return [f"{a + 1}-{b - 1}" if b - a > 2 else str(a + 1) for a, b in pairs if b - a > 1]
 
 
-@dataclass(frozen=True)
+@record
 class StepMeasures:
     """What the checks measured at one step, before it joins the analysis."""
 

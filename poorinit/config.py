@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError, PoorinitError
 from .params import DEFAULT_ACTIVATION_INPUTS_REGEX
+from .records import record
 
 ENV_PREFIX = "POORINIT_"
 TABLE = "tool.poorinit"
@@ -124,7 +124,7 @@ def _text(name: str) -> Callable[[Any], Any]:
     return parse
 
 
-@dataclass(frozen=True)
+@record
 class Setting:
     """One setting: its TOML key (the option in snake case) and how to check a value."""
 
@@ -182,8 +182,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (*RULE, *RUN)}
 RULE_NAMES = tuple(s.name for s in RULE)
 
 
-@dataclass(frozen=True)
+@record
 class Resolved:
+    """A setting's value and where it came from (the command line, the environment, a file, the default)."""
+
     value: Any
     source: str
 

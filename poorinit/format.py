@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+
+from .records import record
 
 FORMAT_VERSION = 1
 FORMAT_ATTR = "poorinit_format"
@@ -53,7 +54,7 @@ COLLECTIONS = (ACTIVATION_INPUTS, GRADIENTS, WEIGHTS, LOSSES)
 STEP_FILE_RE = re.compile(r"^(?P<step>\d{1,18})_(?P<mode>train|eval|predict)_(?P<worker>\d{1,9})\.h5$")
 
 
-@dataclass(frozen=True, order=True)
+@record(order=True)
 class StepFile:
     """One step file, known from its name alone (nothing has been opened)."""
 

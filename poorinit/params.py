@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from . import format as fmt
 from .errors import ParameterError
+from .records import record
 
 # SageMaker's default is ".*relu_input"; poorinit's also takes the inputs of the other unbounded,
 # ReLU-like activations (GELU, SiLU, ELU, ...), which today's networks use: see docs/rule.md.
@@ -81,7 +82,7 @@ def _whole(value: Any, parameter: str, minimum: int) -> int:
     return int(number)
 
 
-@dataclass(frozen=True)
+@record
 class RuleParams:
     """Validated parameters. Build with :meth:`from_values` to accept strings."""
 

@@ -9,18 +9,18 @@ did not see.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .checks.base import CriterionResult, Status
 from .errors import NothingToAnalyseError
 from .params import RuleParams
+from .records import record
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
 
 
-@dataclass(frozen=True)
+@record
 class Verdict:
     """What ``poorinit.analyze`` returns and every report renders."""
 

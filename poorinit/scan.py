@@ -30,11 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import format as fmt
 from .errors import PoorinitError, memory_exhausted
+from .records import record
 
 if TYPE_CHECKING:
     from .checks.base import Check
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 FIRED, PASSED, ERROR = "fired", "passed", "error"
 
 
-@dataclass(frozen=True)
+@record
 class TrialResult:
     """What became of one trial: a verdict, or the reason there is none."""
 
@@ -68,7 +69,7 @@ class TrialResult:
         return {FIRED: 1, PASSED: 0, ERROR: 2}[self.status]
 
 
-@dataclass(frozen=True)
+@record
 class Discovery:
     """The trials found below the roots, and the directories that could not be listed."""
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
 from . import format as fmt
 from .errors import PoorinitError
+from .records import record
 from .store import LocalStore, Store
 from .trial import Tensor, TensorInfo
 
@@ -82,7 +82,7 @@ class TrialReader(Protocol):
     def open(self, step_file: fmt.StepFile) -> StepReader: ...
 
 
-@dataclass(frozen=True)
+@record
 class TrialFormat:
     """A trial format: how to recognise it from names, and how to open it."""
 

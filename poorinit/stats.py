@@ -42,12 +42,12 @@ import struct
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from .parallel import map_in_order, threads
+from .records import record
 
 # Finite values kept in memory between passes, and the most values gathered
 # from one bin: 16M values (64 MiB of float32, 128 MiB of float64). Above it
@@ -145,7 +145,7 @@ _BINS = 1 << _BITS
 _LITTLE = sys.byteorder == "little"
 
 
-@dataclass(frozen=True)
+@record
 class _Width:
     """Bit patterns of one float width: float32 values are ranked on their own
     32-bit patterns, so their percentiles need no conversion to float64."""
@@ -215,7 +215,7 @@ def _finite_view(values: np.ndarray, width: _Width = _W64) -> tuple[np.ndarray, 
     return x[finite], x.size - kept, True
 
 
-@dataclass(frozen=True)
+@record
 class Moments:
     """Count, mean and sum of squared deviations of the finite values (Chan et al.)."""
 
@@ -303,7 +303,7 @@ def moments(blocks: Iterable[np.ndarray]) -> Moments:
     return total
 
 
-@dataclass(frozen=True)
+@record
 class Spread:
     """The ``low``-``high`` percentile spread of the finite values of a sample."""
 
@@ -317,7 +317,7 @@ class Spread:
         return self.high - self.low
 
 
-@dataclass(frozen=True)
+@record
 class Percentiles:
     """Exact percentiles of the finite values of a sample (NaN when there are none)."""
 
@@ -534,7 +534,7 @@ def _value_of_key(key: int, width: _Width) -> float:
     return float(struct.unpack("=" + width.pack[0], struct.pack("=" + width.pack[1], bits))[0])
 
 
-@dataclass(frozen=True)
+@record
 class _Bin:
     """The values whose key starts with ``prefix`` (``bits`` long, of keys
     ``width`` bits long); ``below`` values of the sample sort before them."""
@@ -791,7 +791,7 @@ def _count_all_prefixes(blocks: Sequence[np.ndarray]) -> np.ndarray:
     return counts
 
 
-@dataclass(frozen=True)
+@record
 class PooledSpread:
     """What one reading of several sources gives: the pooled spread, and per source its moments and zeros."""
 
@@ -863,8 +863,10 @@ def pooled_spread(
     return PooledSpread(spread, [first.moments for first in firsts], [first.zeros for first in firsts])
 
 
-@dataclass
+@record(frozen=False)
 class _FirstPass:
+    """What the first pass over one source of pooled_spread found."""
+
     moments: list[Moments]  # per block
     zeros: int
     kept: np.ndarray | None  # the source's values in its arena region; None when not kept

@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ import numpy as np
 
 from . import format as fmt
 from .errors import OutOfMemoryError, StepFileError, TensorError, TrialError, memory_reason
+from .records import record
 
 # Read chunks raw and verify their checksums with numpy where the filter
 # pipeline holds nothing else (see DatasetTensor._raw_layout); False forces
@@ -37,6 +38,8 @@ RAW_READS = True
 # (8 MiB once in float64), small enough for the statistics' temporaries to
 # stay in cache, large enough that the per-read cost of h5py vanishes.
 BLOCK_ELEMENTS = 1 << 20
+# Values of a tensor read once and kept by its DatasetTensor (a loss, asked by two criteria).
+TINY_VALUES = 16
 
 # Resource budgets per step file (docs/format.md, "Resource budgets"). A file
 # of a few kilobytes can describe gigabytes of work: links that fan out,
@@ -131,7 +134,7 @@ class Tensor(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@record
 class ArrayTensor:
     """An in-memory tensor: for the Python API and for tests of the checks."""
 
@@ -155,7 +158,7 @@ class ArrayTensor:
             yield flat[start : start + BLOCK_ELEMENTS]
 
 
-@dataclass(frozen=True)
+@record
 class TensorInfo:
     """What ``poorinit inspect`` shows of a tensor; read from metadata only."""
 
@@ -180,6 +183,7 @@ class DatasetTensor:
         # The open step file, for raw chunk reads without h5py's lock (_raw_blocks); -1: through h5py.
         self._raw_fd = raw_fd
         self._attrs: dict[str, Any] | None = None
+        self._tiny: np.ndarray | None = None  # the values of a tensor of at most TINY_VALUES, once read
         self._budget = budget
         self.name = name
         self.worker = worker
@@ -191,6 +195,8 @@ class DatasetTensor:
             if shape is None:
                 raise self._error("has no dataspace (an empty HDF5 dataset); store the tensor as an array")
             self.shape: tuple[int, ...] = tuple(int(n) for n in shape)
+            # Asked once: h5py builds the numpy dtype from the HDF5 type at every ``dataset.dtype``.
+            self._dtype: np.dtype[Any] = _dtype_of(dataset.id.get_type())
             self._check_storage()
 
     @property
@@ -224,7 +230,7 @@ class DatasetTensor:
             layout, alloc_time = plist.get_layout(), plist.get_alloc_time()
             if layout == h5py.h5d.COMPACT or alloc_time != h5py.h5d.ALLOC_TIME_EARLY:
                 return None
-            fill = np.zeros((1,), dtype=self._dataset.dtype)
+            fill = np.zeros((1,), dtype=self._dtype)
             if plist.fill_value_defined() == h5py.h5d.FILL_VALUE_USER_DEFINED:
                 plist.get_fill_value(fill)
             return float(fill[0])
@@ -258,7 +264,7 @@ class DatasetTensor:
                 f"keeps its data in an external file ({_text(ds.external[0][0])}); poorinit never follows data "
                 "outside the trial: store the values in the dataset"
             )
-        dtype = ds.dtype
+        dtype = self._dtype
         if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
             raise self._error(
                 f"dtype {dtype} ({_kind(dtype)}) is not float16/32/64; poorinit judges floating-point tensors only: "
@@ -293,7 +299,7 @@ class DatasetTensor:
                 f"is stored in {count} chunks, past the budget of {MAX_CHUNKS} per step file (docs/format.md, "
                 "resource budgets); rewrite the step with larger chunks"
             )
-        chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
+        chunk_bytes = math.prod(ds.chunks) * self._dtype.itemsize
         if chunk_bytes > MAX_CHUNK_BYTES:
             raise self._error(
                 f"is stored in chunks of {chunk_bytes} bytes decompressed, past the budget of {MAX_CHUNK_BYTES} "
@@ -354,7 +360,7 @@ class DatasetTensor:
         For the gradients a step keeps for its percentiles: read into their
         place in the arena, they are never copied."""
         raw = self._raw_layout()
-        dtype = self._dataset.dtype
+        dtype = self._dtype
         if raw is None or raw[0] != 0 or dtype != np.dtype(np.float32) or not dtype.isnative:
             return None
         if self.shape[0] % self._dataset.chunks[0] or out.nbytes < self.size * 4 + 4:
@@ -374,7 +380,7 @@ class DatasetTensor:
         ds = self._dataset
         dsid = ds.id
         shape, chunks = self.shape, ds.chunks
-        dtype = ds.dtype
+        dtype = self._dtype
         inner = math.prod(shape[axis + 1 :])
         chunk_values = chunks[axis] * inner
         chunk_bytes = chunk_values * dtype.itemsize
@@ -438,6 +444,12 @@ class DatasetTensor:
             return
         if not self.size:
             return
+        if self.size <= TINY_VALUES:
+            # A loss is read by two criteria at every step: the second gets a copy of the first read.
+            if self._tiny is None:
+                self._tiny = self._read_whole().copy()
+            yield self._tiny.copy()
+            return
         if self.size <= BLOCK_ELEMENTS:
             yield self._read_whole()
             return
@@ -457,7 +469,7 @@ class DatasetTensor:
         costs more than the read itself for the small tensors of most trials."""
         import h5py
 
-        out = _block_buffer((self.size,), self._dataset.dtype.newbyteorder("="))
+        out = _block_buffer((self.size,), self._dtype.newbyteorder("="))
         self._dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
         return out
 
@@ -473,7 +485,7 @@ class DatasetTensor:
             for part, extent in zip(selection, self.shape, strict=False)
             if isinstance(part, slice)
         ]
-        out = _block_buffer((*dims, *self.shape[len(selection):]), ds.dtype.newbyteorder("="))
+        out = _block_buffer((*dims, *self.shape[len(selection):]), self._dtype.newbyteorder("="))
         ds.read_direct(out, selection)
         return out
 
@@ -779,9 +791,25 @@ def _decoded(raw: bytes) -> str | bytes:
 # h5py type objects of the attribute dtypes met so far: building one costs
 # more than reading the attribute.
 _MEMORY_TYPES: dict[np.dtype[Any], Any] = {}
+# The numpy dtype h5py makes of each HDF5 type met so far, by the type's own
+# serialisation (H5Tencode: equal bytes, the same type): h5py builds the dtype
+# anew at every ``attr.dtype``, which costs more than the rest of the read.
+_DTYPES: dict[bytes, np.dtype[Any]] = {}
 
 
-def _attribute(oid: Any, name: bytes | str) -> Any:
+def _dtype_of(stored: Any) -> np.dtype[Any]:
+    """``stored.dtype``, remembered for types already met."""
+    try:
+        key = stored.encode()
+    except Exception:  # a type HDF5 cannot serialise: asked every time, as before
+        return stored.dtype
+    dtype = _DTYPES.get(key)
+    if dtype is None:
+        dtype = _DTYPES[key] = stored.dtype
+    return dtype
+
+
+def _attribute(oid: Any, name: bytes | str, flat: bool = False) -> Any:
     """The value of an attribute of an HDF5 object, as ``h5py``'s ``attrs[name]``
     gives it (a numpy scalar or array), read through the low-level API: the
     high-level one costs four times as much, and a scan reads a few attributes
@@ -790,15 +818,22 @@ def _attribute(oid: Any, name: bytes | str) -> Any:
     Numbers, booleans and fixed-length strings only; anything else (variable
     length strings, compound or array types, empty dataspaces) is read by the
     high-level layer, so every attribute reads exactly as h5py reads it.
+    ``flat``: the caller treats a one-element array as the scalar it holds
+    (``_plain``, the collections), so a single value is read without asking
+    for its dataspace.
     """
     import h5py
 
     raw = name.encode("utf8") if isinstance(name, str) else name
     attr = h5py.h5a.open(oid, raw)
-    shape = attr.shape
     stored = attr.get_type()
-    dtype = stored.dtype  # attr.dtype, without asking HDF5 for the type a second time
-    if shape is None or dtype.kind not in "biufS" or dtype.subdtype is not None or dtype.names:
+    dtype = _dtype_of(stored)  # attr.dtype, without asking HDF5 for the type a second time
+    if dtype.kind not in "biufS" or dtype.subdtype is not None or dtype.names:
+        return h5py.AttributeManager(_HighLevel(oid))[raw]
+    # One value stored (an empty dataspace stores none): its shape, () or (1,)
+    # or (1, 1), does not change what a flat caller makes of it.
+    shape = () if flat and attr.get_storage_size() == dtype.itemsize else attr.shape
+    if shape is None:
         return h5py.AttributeManager(_HighLevel(oid))[raw]
     if dtype.kind == "S":
         # Fixed-length bytes, copied as stored: equal numpy dtypes may stand for
@@ -912,7 +947,7 @@ class StepReader:
                 path, f"lacks the required attribute {key!r}; write step files as docs/format.md specifies"
             )
         try:
-            return _plain(_attribute(oid, raw))
+            return _plain(_attribute(oid, raw, flat=True))
         except H5_ERRORS as error:
             raise StepFileError(
                 path, f"has an unreadable attribute {key!r} ({_h5_reason(error)}); write it as docs/format.md specifies"
@@ -921,7 +956,7 @@ class StepReader:
     def _validate(self) -> None:
         import h5py
 
-        path, f = self.step_file.path, self._file
+        path = self.step_file.path
         version = self._attr(fmt.FORMAT_ATTR)
         if isinstance(version, bool) or not isinstance(version, int) or version != fmt.FORMAT_VERSION:
             newer = isinstance(version, int) and not isinstance(version, bool) and version > fmt.FORMAT_VERSION
@@ -939,14 +974,13 @@ class StepReader:
                     "rename the file or fix the attribute",
                 )
         with _translated(path):
-            link = f.get(fmt.TENSOR_GROUP, getlink=True)
+            link, group = self._tensor_link()
             if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
                 kind = "an external" if isinstance(link, h5py.ExternalLink) else "a soft"
                 raise StepFileError(
                     path, f"its {fmt.TENSOR_GROUP!r} group is {kind} link; poorinit never follows links: "
                     "store the tensors in the file itself"
                 )
-            group = None if link is None else _entry(f, fmt.TENSOR_GROUP)[1]
         if not isinstance(group, h5py.Group):
             found = "nothing" if group is None else "a dataset"
             raise StepFileError(
@@ -954,6 +988,21 @@ class StepReader:
                 f"/{fmt.TENSOR_GROUP} as docs/format.md specifies"
             )
         self._group = group
+
+    def _tensor_link(self) -> tuple[Any, Any]:
+        """(link, object) of /tensors, as ``f.get(name, getlink=True)`` and ``f[name]``
+        give them: (None, None) when absent, no object behind a soft or external link.
+
+        A hard link, the only kind a valid file has, is looked up through the
+        low-level API (h5py's ``get`` makes two property lists at every call);
+        anything else goes the high-level way, so it is refused as before."""
+        import h5py
+
+        f, raw = self._file, _TENSOR_GROUP_NAME
+        if f.id.links.exists(raw) and f.id.links.get_info(raw).type == h5py.h5l.TYPE_HARD:
+            return _entry(f, raw)
+        link = f.get(fmt.TENSOR_GROUP, getlink=True)
+        return link, None if link is None else _entry(f, fmt.TENSOR_GROUP)[1]
 
     @property
     def attrs(self) -> Mapping[str, Any]:
@@ -986,7 +1035,7 @@ class StepReader:
             # a link to a group on the current path (a prefix of it) is a cycle.
             walked: dict[int, str] = {_address(root): ""}
             links = self._count_links(root, 0)
-            stack: list[tuple[Iterator[str], Any, str]] = [(iter(root), root, "")]
+            stack: list[tuple[Iterator[str], Any, str]] = [(_member_names(root), root, "")]
             while stack:
                 keys, group, prefix = stack[-1]
                 key = next(keys, None)
@@ -1023,7 +1072,7 @@ class StepReader:
                         )
                     walked[address] = f"{name}/"
                     links = self._count_links(obj, links)
-                    stack.append((iter(obj), obj, f"{name}/"))
+                    stack.append((_member_names(obj), obj, f"{name}/"))
                 elif isinstance(obj, h5py.Dataset):
                     found.append((name, collections))
                     if len(found) > MAX_TENSORS:
@@ -1128,10 +1177,48 @@ def _entry(group: Any, key: str | bytes) -> tuple[Any, Any]:
         return group.get(key, getlink=True), group[key]
     oid = h5py.h5o.open(gid, raw)
     if isinstance(oid, h5py.h5d.DatasetID):
-        return h5py.HardLink(), h5py.Dataset(oid)
+        return h5py.HardLink(), _dataset_class()(oid)
     if isinstance(oid, h5py.h5g.GroupID):
         return h5py.HardLink(), h5py.Group(oid)
     return h5py.HardLink(), group[key]  # a committed datatype: listed as nothing
+
+
+def _member_names(group: Any) -> Iterator[Any]:
+    """The names of a group's members, as ``iter(group)`` gives them (by name, increasing),
+    in one call into HDF5 instead of two per member. The caller has counted the
+    links against the budget first (_count_links), so the list is bounded."""
+    import h5py
+
+    raw: list[bytes] = []
+    group.id.links.iterate(raw.append, idx_type=h5py.h5.INDEX_NAME, order=h5py.h5.ITER_INC)
+    return iter([_decoded(name) for name in raw])
+
+
+@functools.cache
+def _dataset_class() -> type:
+    """h5py's Dataset, for files opened read-only, without a transfer property list of its own.
+
+    ``h5py.Dataset(oid)`` makes a new transfer property list for every dataset
+    (HDF5 then closes it), which costs more than opening a small dataset; the
+    lists poorinit's reads use are all HDF5's defaults, so one made per process
+    serves every dataset. Read-only, as ``File(name, "r")[name]`` makes it
+    (h5py then remembers the shape). Everything else is h5py's Dataset."""
+    import h5py
+
+    transfer = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+
+    class Dataset(h5py.Dataset):
+        def __init__(self, bind: Any) -> None:
+            if not isinstance(bind, h5py.h5d.DatasetID):
+                raise ValueError(f"{bind} is not a DatasetID")
+            self._id = bind
+            self._dxpl = transfer
+            self._readonly = True
+            self._cache_props: dict[str, Any] = {}
+
+    Dataset.__qualname__ = Dataset.__name__ = "Dataset"
+    Dataset.__module__ = h5py.Dataset.__module__
+    return Dataset
 
 
 def _address(obj: Any) -> int:
@@ -1141,6 +1228,7 @@ def _address(obj: Any) -> int:
 
 
 _COLLECTIONS_NAME = fmt.COLLECTIONS_ATTR.encode()
+_TENSOR_GROUP_NAME = fmt.TENSOR_GROUP.encode()
 
 
 def _collections(dataset: Any) -> tuple[str, ...]:
@@ -1149,7 +1237,7 @@ def _collections(dataset: Any) -> tuple[str, ...]:
     oid = dataset.id
     if not h5py.h5a.exists(oid, _COLLECTIONS_NAME):
         return ()
-    raw = _attribute(oid, _COLLECTIONS_NAME)
+    raw = _attribute(oid, _COLLECTIONS_NAME, flat=True)
     values = [raw] if isinstance(raw, (str, bytes)) else list(np.asarray(raw).reshape(-1))
     names: list[str] = []
     for value in values:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from .. import format as fmt
 from ..parallel import map_in_order
+from ..records import record
 from ..stats import Moments, moments
 from ..trial import Tensor
 from .base import Check, CriterionResult, Selector, Status
@@ -41,7 +42,7 @@ def depth_key(name: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-@dataclass(frozen=True)
+@record
 class Layer:
     """One activation input at one step: its moments and the recorder's metadata."""
 

@@ -13,12 +13,13 @@ import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
 from typing import Any, ClassVar
 
 from ..errors import ParameterError
 from ..params import RuleParams
+from ..records import record
 from ..trial import Tensor
 
 
@@ -150,7 +151,7 @@ class _Unbounded:
         return self._compiled.match(name)
 
 
-@dataclass(frozen=True)
+@record
 class Selector:
     """Which tensors a check reads.
 
@@ -222,7 +223,7 @@ class Selector:
         return f"collection {self.collection!r}"
 
 
-@dataclass(frozen=True)
+@record
 class CriterionResult:
     """One criterion's conclusion: status, the figure against the limit, the culprit.
 

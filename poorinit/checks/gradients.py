@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import format as fmt
+from ..records import record
 from ..stats import Moments, Spread, percentile_spread, pooled_spread, pools
 from ..trial import Tensor
 from .base import Check, CriterionResult, Selector, Status
@@ -30,8 +30,10 @@ from .base import Check, CriterionResult, Selector, Status
 MIN_VALUES = 20
 
 
-@dataclass(frozen=True)
+@record
 class GradientMeasure:
+    """One step's pooled gradient spread and the quietest gradient tensor."""
+
     spread: Spread
     quietest: str  # the tensor with the smallest standard deviation
     quietest_std: float

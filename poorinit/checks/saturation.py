@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import format as fmt
+from ..records import record
 from ..trial import Tensor
 from .base import Check, CriterionResult, Selector, Status
 
@@ -46,8 +46,10 @@ MASKED = -65504.0
 SATURATED_SHARE = 0.5
 
 
-@dataclass(frozen=True)
+@record
 class Share:
+    """Saturated values of one activation input at one step, of all its values."""
+
     saturated: int
     total: int
 
