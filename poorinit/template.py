@@ -152,7 +152,7 @@ def _header(image: bytes, address: int) -> tuple[list[_Chunk], int]:
         for kind, data, length in _messages(image, chunk, flags):
             if kind == _CONTINUATION:
                 offset, total = struct.unpack_from("<QQ", image, data)
-                if image[offset : offset + 4] != b"OCHK" or length != 16:
+                if image[offset : offset + 4] != b"OCHK" or length != 16 or any(c.start == offset for c in chunks):
                     raise TemplateError(f"no continuation chunk at {offset}")
                 chunks.append(_Chunk(offset, offset + 4, offset + total - 4))
     for chunk in chunks:
@@ -273,6 +273,20 @@ class StepTemplate:
         each dataset went. Raises TemplateError unless every located byte and every recomputed
         checksum is what HDF5 wrote.
         """
+        try:
+            return cls._build(image, step, root, arrays, layouts)
+        except (IndexError, ValueError, struct.error) as error:  # bytes this parser misread
+            raise TemplateError(f"not parsed: {error}") from error
+
+    @classmethod
+    def _build(
+        cls,
+        image: bytes,
+        step: int,
+        root: int,
+        arrays: Mapping[str, np.ndarray],
+        layouts: Mapping[str, DatasetLayout],
+    ) -> StepTemplate:
         step_bytes = np.array(step, dtype=np.int64).tobytes()
         step_at, step_chunk = _find(image, root, _attribute_value(image, b"step", len(step_bytes)))
         dirty = {(step_chunk.start, step_chunk.end)}

@@ -172,3 +172,17 @@ def test_chunk_checksum_is_the_filters() -> None:
     body[0] = 1
     sum2, sum1 = divmod(int.from_bytes(chunk_checksum(body), "little"), 1 << 16)
     assert 0 < sum1 <= 65535 and 0 < sum2 <= 65535
+
+
+def test_bytes_the_parser_does_not_understand_are_a_template_error_never_a_crash(tmp_path: Path) -> None:
+    from poorinit.template import StepTemplate, TemplateError
+
+    writer = TrialWriter(tmp_path / "t", fsync=False)
+    path = writer.write_step(0, losses={"loss": 1.0})
+    image = path.read_bytes()
+    StepTemplate.build(image, 0, 48, {}, {})  # the root group's header follows the 48-byte superblock
+    damaged_images = (b"", bytes(200), image[:60], image[:100], image.replace(b"OHDR", b"OHDX"),
+                      image.replace(b"step", b"stap"))  # fmt: skip
+    for damaged in damaged_images:
+        with pytest.raises(TemplateError):
+            StepTemplate.build(damaged, 0, 48, {}, {})
