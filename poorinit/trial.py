@@ -17,7 +17,6 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import field
 from pathlib import Path
 from types import TracebackType
@@ -542,23 +541,38 @@ def _replaced(error: BaseException) -> bool:
     return any(cls.__name__ == "FileExpired" for cls in type(error).__mro__)
 
 
-@contextmanager
-def _translated(path: Path | str, tensor: str | None = None) -> Iterator[None]:
-    """Re-raise what h5py raises on damaged metadata as an error naming the file (and tensor)."""
-    try:
-        yield
-    except MemoryError as error:
-        raise _out_of_memory(path, tensor, memory_reason(error)) from None
-    except H5_ERRORS as error:
-        if _memory_failure(error):  # HDF5's own allocation failed: memory ran out, the file may be fine
-            raise _out_of_memory(path, tensor, _h5_reason(error)) from None
-        if _replaced(error) or _replaced(error.__context__ or error):
-            raise StepFileError(path, REPLACED_WHILE_READ) from error
-        if _vanished(error) or _vanished(error.__context__ or error):
-            raise StepFileError(path, VANISHED_WHILE_READ) from error
-        if tensor is not None:
-            raise TensorError(path, tensor, f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
-        raise StepFileError(path, f"is damaged ({_h5_reason(error)}); restore it or rerun the step") from error
+class _translated:
+    """Re-raise what h5py raises on damaged metadata as an error naming the file (and tensor).
+
+    A class rather than a generator-based context manager: a small step file
+    enters it some thirty times, and contextlib's machinery cost more than the
+    HDF5 calls it guards."""
+
+    __slots__ = ("path", "tensor")
+
+    def __init__(self, path: Path | str, tensor: str | None = None) -> None:
+        self.path = path
+        self.tensor = tensor
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if error is None:
+            return
+        path, tensor = self.path, self.tensor
+        if isinstance(error, MemoryError):
+            raise _out_of_memory(path, tensor, memory_reason(error)) from None
+        if isinstance(error, H5_ERRORS):
+            if _memory_failure(error):  # HDF5's own allocation failed: memory ran out, the file may be fine
+                raise _out_of_memory(path, tensor, _h5_reason(error)) from None
+            if _replaced(error) or _replaced(error.__context__ or error):
+                raise StepFileError(path, REPLACED_WHILE_READ) from error
+            if _vanished(error) or _vanished(error.__context__ or error):
+                raise StepFileError(path, VANISHED_WHILE_READ) from error
+            if tensor is not None:
+                raise TensorError(path, tensor, f"cannot be read ({_h5_reason(error)}): the file is damaged") from error
+            raise StepFileError(path, f"is damaged ({_h5_reason(error)}); restore it or rerun the step") from error
 
 
 # An object store's object replaced between two reads of it (remote step files are read by ranges,
