@@ -48,6 +48,12 @@ def _make(cls: T, frozen: bool, order: bool) -> T:
     if undocumented:
         cls.__doc__ = cls.__name__
     cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False)  # type: ignore[assignment]
+    initvar = getattr(dataclasses, "_FIELD_INITVAR", None)
+    for declared in cls.__dataclass_fields__.values():  # type: ignore[attr-defined]
+        if getattr(declared, "kw_only", False) is True or getattr(declared, "_field_type", None) is initvar:
+            # Not needed so far: said at import rather than made wrong.
+            raise TypeError(f"@record does not take keyword-only or InitVar fields ({cls.__qualname__}."
+                            f"{declared.name}); use @dataclass")
     fields = [f for f in dataclasses.fields(cls) if f.init]
     names = tuple(f.name for f in fields)
     shown = tuple(f.name for f in dataclasses.fields(cls) if f.repr)

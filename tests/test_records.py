@@ -130,3 +130,17 @@ def test_recursive_repr() -> None:
 class Pickled:
     number: int
     name: str
+
+
+def test_keyword_only_and_initvar_fields_are_refused() -> None:
+    with pytest.raises(TypeError, match="keyword-only or InitVar"):
+        @record
+        class KeywordOnly:
+            a: int
+            b: int = field(default=0, kw_only=True)
+
+    with pytest.raises(TypeError, match="keyword-only or InitVar"):
+        @record
+        class WithInitVar:
+            a: int
+            scale: dataclasses.InitVar[int] = 1
