@@ -22,13 +22,28 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import MISSING, FrozenInstanceError
 from reprlib import recursive_repr
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+if TYPE_CHECKING:  # type checkers see @record as they see @dataclass(frozen=True)
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_: Any) -> Callable[[Any], Any]:
+        return lambda decorator: decorator
 
 T = TypeVar("T", bound=type)
 
 __all__ = ["record"]
 
 
+@overload
+def record(cls: T, /) -> T: ...
+
+
+@overload
+def record(*, frozen: bool = True, order: bool = False) -> Callable[[T], T]: ...
+
+
+@dataclass_transform(frozen_default=True)
 def record(cls: T | None = None, /, *, frozen: bool = True, order: bool = False) -> Any:
     """``@record`` (frozen), ``@record(frozen=False)`` or ``@record(order=True)``: a dataclass
     with shared methods (module docstring)."""
