@@ -73,6 +73,33 @@ def step_file_name(step: int, mode: str = "train", worker: int = 0) -> str:
     return f"{step:012d}_{mode}_{worker}.h5"
 
 
+# What follows a step file name's first "_": the mode, the worker and the suffix.
+_STEP_FILE_TAIL_RE = re.compile(r"^(train|eval|predict)_(\d{1,9})\.h5$")
+
+
+def step_file_keys(names: Iterable[str]) -> list[tuple[int, str, int, str]]:
+    r"""``(step, mode, worker, name)`` of each name that STEP_FILE_RE matches, read as it reads them.
+
+    A listing of 10,000 step files holds a handful of distinct tails
+    (``train_0.h5``): each is matched once and the step number checked with
+    ``str.isdecimal`` (the characters ``\d`` matches), about a third of a
+    regex match and three group lookups per name (``analyze --follow`` lists
+    the directory at every poll).
+    """
+    tails: dict[str, tuple[str, int] | None] = {}
+    keys = []
+    for name in names:
+        step, _, tail = name.partition("_")
+        try:
+            parsed = tails[tail]
+        except KeyError:
+            found = _STEP_FILE_TAIL_RE.match(tail)
+            parsed = tails[tail] = None if found is None else (found[1], int(found[2]))
+        if parsed is not None and 0 < len(step) <= 18 and step.isdecimal():
+            keys.append((int(step), parsed[0], parsed[1], name))
+    return keys
+
+
 def parse_step_file_name(path: Path) -> StepFile | None:
     """The StepFile a name denotes, or None for any other file (ignored by readers)."""
     match = STEP_FILE_RE.match(path.name)

@@ -95,6 +95,12 @@ class TrialFormat:
 
 def _poorinit_guess(store: Store, path: str) -> bool:
     try:
+        if isinstance(store, LocalStore):
+            # The first step file name answers, in directory order: a trial of
+            # 10,000 steps is not listed, sorted and stat'ed once more before
+            # Trial lists it (store.list does all three).
+            with os.scandir(path) as entries:
+                return any(fmt.STEP_FILE_RE.match(entry.name) for entry in entries)
         return any(fmt.STEP_FILE_RE.match(name) for name, _ in store.list(path))
     except OSError:
         return False

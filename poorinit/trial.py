@@ -1269,13 +1269,7 @@ class ListedSteps:
 
     def __init__(self, names: list[str]) -> None:
         self._names = names
-        keys = []
-        match = fmt.STEP_FILE_RE.match
-        for name in names:
-            found = match(name)
-            if found is not None:
-                step, mode, worker = found.groups()
-                keys.append((int(step), mode, int(worker), name))
+        keys = fmt.step_file_keys(names)
         keys.sort()
         self._keys: list[tuple[int, str, int, str]] = keys
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from poorinit import StepFileError, TensorError, Trial, TrialError, TrialWriter
+from poorinit import format as fmt
 from poorinit.format import FINISHED_MARKER, step_file_name, worker_finished_marker
 from poorinit.writer import chunk_shape
 
@@ -240,3 +241,22 @@ def test_attributes_the_format_cannot_hold_are_refused_before_writing(tmp_path, 
     with pytest.raises(error, match=match):
         writer.write_step(0, losses={"loss": 1.0}, attrs=attrs, root_attrs=root)
     assert not list(tmp_path.iterdir())
+
+
+def test_step_file_keys_read_names_exactly_as_the_step_file_regex_does():
+    """The listing's fast path against STEP_FILE_RE itself, on names near the edges of the pattern."""
+    names = [
+        "000000000001_train_0.h5", "1_eval_3.h5", "123456789012345678_predict_123456789.h5",
+        "1234567890123456789_train_0.h5", "_train_0.h5", "1__train_0.h5", "1_train_1234567890.h5",
+        "1_train_0.h5\n", "1_train_0.h5\n\n", "1_train_0.h5x", "1_Train_0.h5", "1_train_0.h5.tmp",
+        ".000000000001_train_0.h5.1.ab.tmp", "\u0661\u0662_train_0.h5", "\u00b2_train_0.h5", "1_train_\u0663.h5",
+        "-1_train_0.h5", "+1_train_0.h5", " 1_train_0.h5", "1_train_0 .h5", "1_train_-0.h5", "1_train_0.H5",
+        "FINISHED", "FINISHED_0", "", "_", "1_", "1_train_", "1_train_0", "train_0.h5", "1_eval_0.h5_train_0.h5",
+    ]
+    expected = []
+    for name in names:
+        match = fmt.STEP_FILE_RE.match(name)
+        if match is not None:
+            expected.append((int(match["step"]), match["mode"], int(match["worker"]), name))
+    assert fmt.step_file_keys(names) == expected
+    assert len(expected) == 6  # the edges above: both sides of each are present
