@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -308,24 +309,84 @@ class StepTemplate:
             raise TemplateError("the step rendered from its own template differs from HDF5's file")
         return template
 
-    def render(self, step: int, arrays: Mapping[str, np.ndarray]) -> bytearray:
+    def render(self, step: int, arrays: Mapping[str, np.ndarray]) -> bytes:
         """The step file of ``step`` holding ``arrays`` (the names, shapes and dtypes of the template's)."""
-        image = bytearray(self.image)
-        view = np.frombuffer(image, dtype=np.uint8)
-        image[self.step_at : self.step_at + 8] = np.array(step, dtype=np.int64).tobytes()
+        return b"".join(self._segments(step, arrays))
+
+    def write(self, path: str | os.PathLike[str], step: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write the step file of ``step`` to a new file ``path``, the values straight from ``arrays``.
+
+        No image of the file is assembled: the template's bytes between the
+        replaced ones, the patched object headers and each chunk's values
+        (a short edge chunk padded in a copy) go to the kernel in a few
+        ``writev`` calls. A step holding hundreds of MiB of activation inputs
+        thus needs no second buffer of that size; the time is the kernel's
+        page-cache write either way (bench/recording.py's writer row).
+        """
+        segments = self._segments(step, arrays)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        try:
+            writev = getattr(os, "writev", None)
+            for first in range(0, len(segments), _IOV_MAX):
+                batch = segments[first : first + _IOV_MAX]
+                total, written = sum(len(s) for s in batch), 0
+                if writev is not None:
+                    written = writev(descriptor, batch)
+                if written < total:  # no writev, or a short write: the rest one segment at a time
+                    _write_all(descriptor, memoryview(b"".join(batch))[written:])
+        finally:
+            os.close(descriptor)
+
+    def _segments(self, step: int, arrays: Mapping[str, np.ndarray]) -> list[Any]:
+        """The file as buffers in order: template bytes, patched headers, chunk values and checksums."""
+        image = memoryview(self.image)
+        headers = {start: bytearray(image[start : end + 4]) for start, end in self.headers}
+
+        def patch(target: int, data: Any) -> None:
+            for start, header in headers.items():
+                if start <= target and target + len(data) <= start + len(header) - 4:
+                    header[target - start : target - start + len(data)] = data
+                    return
+            raise ValueError(f"byte {target} lies in no object header of the template")
+
+        patch(self.step_at, np.array(step, dtype=np.int64).tobytes())
+        replaced: list[tuple[int, int, list[Any]]] = []  # (offset, length in the image, buffers)
         for name, pieces in self.pieces.items():
             values = np.ascontiguousarray(arrays[name]).reshape(-1).view(np.uint8)
             if values.size != self.nbytes[name]:
                 raise ValueError(f"tensor {name!r} holds {values.size} bytes, the template {self.nbytes[name]}")
             for piece in pieces:
-                view[piece.target : piece.target + piece.length] = values[piece.source : piece.source + piece.length]
-                if piece.padded:
-                    body = view[piece.target : piece.target + piece.padded]
-                    body[piece.length :] = 0
-                    image[piece.target + piece.padded : piece.target + piece.padded + 4] = chunk_checksum(body)
-        for start, end in self.headers:
-            image[end : end + 4] = lookup3(memoryview(image)[start:end]).to_bytes(4, "little")
-        return image
+                part = values[piece.source : piece.source + piece.length]
+                if not piece.padded:  # compact: inside its object header
+                    patch(piece.target, part.tobytes())
+                    continue
+                if piece.length < piece.padded:  # an edge chunk: HDF5 stores it padded with zeros
+                    body = np.zeros(piece.padded, dtype=np.uint8)
+                    body[: piece.length] = part
+                    part = body
+                replaced.append((piece.target, piece.padded + 4, [part, chunk_checksum(part)]))
+        for (start, end), header in zip(self.headers, headers.values(), strict=True):
+            header[-4:] = lookup3(header[:-4]).to_bytes(4, "little")
+            replaced.append((start, end + 4 - start, [header]))
+        segments: list[Any] = []
+        position = 0
+        for offset, length, buffers in sorted(replaced, key=lambda item: item[0]):
+            if offset < position:
+                raise ValueError(f"replaced bytes overlap at {offset}")
+            segments.append(image[position:offset])
+            segments.extend(buffers)
+            position = offset + length
+        segments.append(image[position:])
+        return segments
+
+
+# Buffers per writev call: POSIX guarantees at least 16, Linux takes 1,024.
+_IOV_MAX = 1024
+
+
+def _write_all(descriptor: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(descriptor, data) :]
 
 
 def _chunk_pieces(

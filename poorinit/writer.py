@@ -222,9 +222,7 @@ class TrialWriter:
         arrays = {name: array for name, (array, _) in contents.entries.items()}
         if shape is not None and shape == self._shape:
             if self._template is not None:
-                image = self._template.render(contents.step, arrays)
-                with open(temporary, "xb") as file:
-                    file.write(image)
+                self._template.write(temporary, contents.step, arrays)
                 return
             _write_file(temporary, contents, self.compression)
             return  # this structure was tried and cannot be a template: HDF5 writes it
