@@ -186,3 +186,18 @@ def test_bytes_the_parser_does_not_understand_are_a_template_error_never_a_crash
     for damaged in damaged_images:
         with pytest.raises(TemplateError):
             StepTemplate.build(damaged, 0, 48, {}, {})
+
+
+@pytest.mark.parametrize("how", ["a few segments per writev", "no writev"])
+def test_the_segments_reach_the_file_whole_however_they_are_written(tmp_path: Path, monkeypatch, how: str) -> None:
+    import os
+
+    import poorinit.template
+
+    if how == "no writev":
+        monkeypatch.delattr(os, "writev")
+    else:
+        monkeypatch.setattr(poorinit.template, "_IOV_MAX", 3)
+    templated, plain, writer = _write_both(tmp_path, _steps(3, _recorded_like))
+    assert writer._template is not None
+    _assert_same_files(templated, plain)
