@@ -269,7 +269,7 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
                     "recording",
                     f"{label}, batch {batch}: a recorded step ({name}, the final wait for the writer included) "
                     "vs an unrecorded one",
-                    f"{per_step * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({ratio:.1f}x)",
+                    f"{per_step * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({ratio:.2f}x)",
                     f"<= {TARGET}x" if name == "background writer" else "n/a (for comparison)",
                     (ratio <= TARGET) if name == "background writer" and not smoke else None,
                 ))  # fmt: skip
