@@ -26,6 +26,7 @@ the writer on HDF5, never writing a file wrong.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import functools
 import os
@@ -125,6 +126,60 @@ def lookup3(data: bytes | bytearray | memoryview) -> int:
     return native(data) if native is not None else _lookup3_python(data)
 
 
+# -- the bytes a template keeps --
+
+
+class _Metadata:
+    """A step file's bytes outside its chunks, sliced as the file is.
+
+    The chunks hold the tensors' values, which every later step replaces, so a
+    template keeps only the rest (the superblock, the object headers, the
+    chunk indexes): kilobytes, whatever the tensors weigh. A slice reaching
+    into a chunk is an IndexError, which the parser's caller turns into a
+    TemplateError.
+    """
+
+    def __init__(self, runs: list[tuple[int, bytes]], size: int) -> None:
+        self._starts = [start for start, _ in runs]
+        self._runs = runs
+        self.size = size
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, int):
+            return self[key : key + 1][0]
+        start, stop = key.start or 0, self.size if key.stop is None else key.stop
+        if start == stop:
+            return b""
+        index = bisect.bisect_right(self._starts, start) - 1
+        if index < 0 or start > stop:
+            raise IndexError(f"bytes {start}-{stop} are not metadata")
+        first, data = self._runs[index]
+        if stop > first + len(data):
+            raise IndexError(f"bytes {start}-{stop} reach into a chunk or past the end of the file")
+        return data[start - first : stop - first]
+
+    @property
+    def kept(self) -> int:
+        """How many bytes are kept."""
+        return sum(len(data) for _, data in self._runs)
+
+
+def _read_metadata(path: str | os.PathLike[str], chunks: list[tuple[int, int]]) -> _Metadata:
+    """The bytes of ``path`` outside ``chunks`` ((offset, length) of each chunk with its checksum)."""
+    runs: list[tuple[int, bytes]] = []
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        position = 0
+        for offset, length in [*sorted(chunks), (size, 0)]:
+            if offset < position or offset > size:
+                raise TemplateError(f"chunks overlap, or lie past the end of the file, at {offset}")
+            if offset > position:
+                file.seek(position)
+                runs.append((position, file.read(offset - position)))
+            position = offset + length
+    return _Metadata(runs, size)
+
+
 # -- object headers (HDF5 file format, version 2 object headers) --
 
 _CONTINUATION, _LAYOUT, _ATTRIBUTE = 0x10, 0x08, 0x0C
@@ -139,7 +194,7 @@ class _Chunk:
     end: int
 
 
-def _header(image: bytes, address: int) -> tuple[list[_Chunk], int]:
+def _header(image: _Metadata, address: int) -> tuple[list[_Chunk], int]:
     """The chunks of the version 2 object header at ``address``, and its flags."""
     if image[address : address + 4] != b"OHDR" or image[address + 4] != 2:
         raise TemplateError(f"no version 2 object header at {address}")
@@ -152,7 +207,7 @@ def _header(image: bytes, address: int) -> tuple[list[_Chunk], int]:
     for chunk in chunks:  # grows as continuation messages are found
         for kind, data, length in _messages(image, chunk, flags):
             if kind == _CONTINUATION:
-                offset, total = struct.unpack_from("<QQ", image, data)
+                offset, total = struct.unpack("<QQ", image[data : data + 16])
                 if image[offset : offset + 4] != b"OCHK" or length != 16 or any(c.start == offset for c in chunks):
                     raise TemplateError(f"no continuation chunk at {offset}")
                 chunks.append(_Chunk(offset, offset + 4, offset + total - 4))
@@ -163,7 +218,7 @@ def _header(image: bytes, address: int) -> tuple[list[_Chunk], int]:
     return chunks, flags
 
 
-def _messages(image: bytes, chunk: _Chunk, flags: int) -> list[tuple[int, int, int]]:
+def _messages(image: _Metadata, chunk: _Chunk, flags: int) -> list[tuple[int, int, int]]:
     """(type, offset of its data, size) of each message in one header chunk; a shorter tail is a gap."""
     prefix = 4 + (2 if flags & 0x04 else 0)
     found, position = [], chunk.messages
@@ -176,7 +231,7 @@ def _messages(image: bytes, chunk: _Chunk, flags: int) -> list[tuple[int, int, i
     return found
 
 
-def _find(image: bytes, address: int, want: Callable[[int, int, int], int | None]) -> tuple[int, _Chunk]:
+def _find(image: _Metadata, address: int, want: Callable[[int, int, int], int | None]) -> tuple[int, _Chunk]:
     """The offset ``want(type, data, size)`` returns for the one message it accepts, and its chunk."""
     chunks, flags = _header(image, address)
     hits = [(offset, chunk) for chunk in chunks for kind, data, size in _messages(image, chunk, flags)
@@ -186,14 +241,14 @@ def _find(image: bytes, address: int, want: Callable[[int, int, int], int | None
     return hits[0]
 
 
-def _attribute_value(image: bytes, name: bytes, width: int) -> Callable[[int, int, int], int | None]:
+def _attribute_value(image: _Metadata, name: bytes, width: int) -> Callable[[int, int, int], int | None]:
     """Finds the value of attribute ``name`` (``width`` bytes) in an attribute message of version 2 or 3."""
     wanted = name + b"\0"
 
     def want(kind: int, data: int, size: int) -> int | None:
         if kind != _ATTRIBUTE or image[data] not in (2, 3):
             return None
-        name_size, type_size, space_size = struct.unpack_from("<HHH", image, data + 2)
+        name_size, type_size, space_size = struct.unpack("<HHH", image[data + 2 : data + 8])
         start = data + (9 if image[data] == 3 else 8)
         if image[start : start + name_size] != wanted:
             return None
@@ -205,7 +260,7 @@ def _attribute_value(image: bytes, name: bytes, width: int) -> Callable[[int, in
     return want
 
 
-def _compact_values(image: bytes, nbytes: int) -> Callable[[int, int, int], int | None]:
+def _compact_values(image: _Metadata, nbytes: int) -> Callable[[int, int, int], int | None]:
     """Finds the values of a compact dataset (layout message version 3 or 4, class 0)."""
 
     def want(kind: int, data: int, size: int) -> int | None:
@@ -251,9 +306,9 @@ class _Piece:
 
 @dataclass(frozen=True)
 class StepTemplate:
-    """A step file's bytes and where its step number and tensor values lie in them."""
+    """Where a step file's step number and tensor values lie, and the file's other bytes."""
 
-    image: bytes
+    metadata: _Metadata
     step_at: int
     pieces: Mapping[str, tuple[_Piece, ...]]
     nbytes: Mapping[str, int]
@@ -262,56 +317,63 @@ class StepTemplate:
     @classmethod
     def build(
         cls,
-        image: bytes,
+        path: str | os.PathLike[str],
         step: int,
         root: int,
         arrays: Mapping[str, np.ndarray],
         layouts: Mapping[str, DatasetLayout],
     ) -> StepTemplate:
-        """The template of ``image``, the step file HDF5 wrote for ``step`` with ``arrays``.
+        """The template of the step file HDF5 wrote at ``path`` for ``step`` with ``arrays``.
 
         ``root`` is the root group's object header address, ``layouts`` where
-        each dataset went. Raises TemplateError unless every located byte and every recomputed
-        checksum is what HDF5 wrote.
+        each dataset went. Raises TemplateError unless writing ``step`` from
+        the template gives back the file, byte for byte: every located byte
+        holds the value HDF5 was given and every recomputed checksum is HDF5's.
         """
         try:
-            return cls._build(image, step, root, arrays, layouts)
+            template = cls._build(path, step, root, arrays, layouts)
+            with open(path, "rb") as file:  # segment by segment: no second copy of the file in memory
+                for segment in template._segments(step, arrays):
+                    view = memoryview(segment)
+                    if view != file.read(view.nbytes):
+                        raise TemplateError("the step written from its own template differs from HDF5's file")
+            return template
         except (IndexError, ValueError, struct.error) as error:  # bytes this parser misread
             raise TemplateError(f"not parsed: {error}") from error
 
     @classmethod
     def _build(
         cls,
-        image: bytes,
+        path: str | os.PathLike[str],
         step: int,
         root: int,
         arrays: Mapping[str, np.ndarray],
         layouts: Mapping[str, DatasetLayout],
     ) -> StepTemplate:
-        step_bytes = np.array(step, dtype=np.int64).tobytes()
-        step_at, step_chunk = _find(image, root, _attribute_value(image, b"step", len(step_bytes)))
-        dirty = {(step_chunk.start, step_chunk.end)}
         pieces: dict[str, tuple[_Piece, ...]] = {}
         for name, array in arrays.items():
             layout = layouts[name]
             if layout.chunk_shape is not None:
                 pieces[name] = _chunk_pieces(array, layout.chunk_shape, layout.chunks)
-            elif array.nbytes == 0:
+        chunks = [(piece.target, piece.padded + 4) for found in pieces.values() for piece in found]
+        metadata = _read_metadata(path, chunks)
+        step_bytes = np.array(step, dtype=np.int64).tobytes()
+        step_at, step_chunk = _find(metadata, root, _attribute_value(metadata, b"step", len(step_bytes)))
+        dirty = {(step_chunk.start, step_chunk.end)}
+        for name, array in arrays.items():
+            layout = layouts[name]
+            if layout.chunk_shape is not None:
+                continue
+            if array.nbytes == 0:
                 pieces[name] = ()
             elif layout.header is None:
                 raise TemplateError(f"no object header address for the compact dataset {name!r}")
             else:
-                offset, chunk = _find(image, layout.header, _compact_values(image, array.nbytes))
+                offset, chunk = _find(metadata, layout.header, _compact_values(metadata, array.nbytes))
                 dirty.add((chunk.start, chunk.end))
                 pieces[name] = (_Piece(offset, 0, array.nbytes, 0),)
-        template = cls(image, step_at, pieces, {n: a.nbytes for n, a in arrays.items()}, tuple(sorted(dirty)))
-        if template.render(step, arrays) != image:
-            raise TemplateError("the step rendered from its own template differs from HDF5's file")
-        return template
-
-    def render(self, step: int, arrays: Mapping[str, np.ndarray]) -> bytes:
-        """The step file of ``step`` holding ``arrays`` (the names, shapes and dtypes of the template's)."""
-        return b"".join(self._segments(step, arrays))
+        ordered = {name: pieces[name] for name in arrays}
+        return cls(metadata, step_at, ordered, {n: a.nbytes for n, a in arrays.items()}, tuple(sorted(dirty)))
 
     def write(self, path: str | os.PathLike[str], step: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Write the step file of ``step`` to a new file ``path``, the values straight from ``arrays``.
@@ -339,8 +401,8 @@ class StepTemplate:
 
     def _segments(self, step: int, arrays: Mapping[str, np.ndarray]) -> list[Any]:
         """The file as buffers in order: template bytes, patched headers, chunk values and checksums."""
-        image = memoryview(self.image)
-        headers = {start: bytearray(image[start : end + 4]) for start, end in self.headers}
+        metadata = self.metadata
+        headers = {start: bytearray(metadata[start : end + 4]) for start, end in self.headers}
 
         def patch(target: int, data: Any) -> None:
             for start, header in headers.items():
@@ -350,7 +412,7 @@ class StepTemplate:
             raise ValueError(f"byte {target} lies in no object header of the template")
 
         patch(self.step_at, np.array(step, dtype=np.int64).tobytes())
-        replaced: list[tuple[int, int, list[Any]]] = []  # (offset, length in the image, buffers)
+        replaced: list[tuple[int, int, list[Any]]] = []  # (offset, length in the file, buffers)
         for name, pieces in self.pieces.items():
             values = np.ascontiguousarray(arrays[name]).reshape(-1).view(np.uint8)
             if values.size != self.nbytes[name]:
@@ -373,10 +435,10 @@ class StepTemplate:
         for offset, length, buffers in sorted(replaced, key=lambda item: item[0]):
             if offset < position:
                 raise ValueError(f"replaced bytes overlap at {offset}")
-            segments.append(image[position:offset])
+            segments.append(metadata[position:offset])
             segments.extend(buffers)
             position = offset + length
-        segments.append(image[position:])
+        segments.append(metadata[position:])
         return segments
 
 

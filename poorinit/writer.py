@@ -233,7 +233,7 @@ class TrialWriter:
 
             root_header, layouts = layout
             with contextlib.suppress(TemplateError):
-                self._template = StepTemplate.build(temporary.read_bytes(), contents.step, root_header, arrays, layouts)
+                self._template = StepTemplate.build(temporary, contents.step, root_header, arrays, layouts)
 
     def close(self) -> None:
         """Mark this worker finished: no more step files will come from it."""

@@ -73,6 +73,8 @@ def test_later_steps_are_the_bytes_hdf5_writes(tmp_path: Path) -> None:
     templated, plain, writer = _write_both(tmp_path, _steps(5, _recorded_like))
     assert writer._template is not None  # the later steps did take the template
     _assert_same_files(templated, plain)
+    # It keeps the file's metadata only, not the values: kilobytes of a 6.8 MiB step file.
+    assert writer._template.metadata.kept < 64 * 1024 < (plain / fmt.step_file_name(4, "train", 0)).stat().st_size
     figures = {k: v for k, v in poorinit.analyze(templated).to_dict().items() if k != "trial"}
     assert figures == {k: v for k, v in poorinit.analyze(plain).to_dict().items() if k != "trial"}
 
@@ -180,12 +182,13 @@ def test_bytes_the_parser_does_not_understand_are_a_template_error_never_a_crash
     writer = TrialWriter(tmp_path / "t", fsync=False)
     path = writer.write_step(0, losses={"loss": 1.0})
     image = path.read_bytes()
-    StepTemplate.build(image, 0, 48, {}, {})  # the root group's header follows the 48-byte superblock
+    StepTemplate.build(path, 0, 48, {}, {})  # the root group's header follows the 48-byte superblock
     damaged_images = (b"", bytes(200), image[:60], image[:100], image.replace(b"OHDR", b"OHDX"),
                       image.replace(b"step", b"stap"))  # fmt: skip
-    for damaged in damaged_images:
+    for number, damaged in enumerate(damaged_images):
+        (tmp_path / f"damaged{number}").write_bytes(damaged)
         with pytest.raises(TemplateError):
-            StepTemplate.build(damaged, 0, 48, {}, {})
+            StepTemplate.build(tmp_path / f"damaged{number}", 0, 48, {}, {})
 
 
 @pytest.mark.parametrize("how", ["a few segments per writev", "no writev"])
