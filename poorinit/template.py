@@ -334,8 +334,9 @@ class StepTemplate:
             template = cls._build(path, step, root, arrays, layouts)
             with open(path, "rb") as file:  # segment by segment: no second copy of the file in memory
                 for segment in template._segments(step, arrays):
-                    view = memoryview(segment)
-                    if view != file.read(view.nbytes):
+                    ours = np.frombuffer(segment, dtype=np.uint8)  # compared by numpy: memoryview's == is per byte
+                    theirs = np.frombuffer(file.read(ours.size), dtype=np.uint8)
+                    if ours.size != theirs.size or not np.array_equal(ours, theirs):
                         raise TemplateError("the step written from its own template differs from HDF5's file")
             return template
         except (IndexError, ValueError, struct.error) as error:  # bytes this parser misread
