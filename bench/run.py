@@ -401,7 +401,18 @@ def machine() -> str:
 
 # Why a row falls short where it has, as measured (the figures behind each are in
 # docs/performance.md); a recording row's reason quotes the same run's rows for its model.
+_SECOND_CORE = (
+    "poorinit measures the tensors on both cores and the floor on one, so the ratio rests on the second core being "
+    "free; with the analysis unchanged it read {spread} in the other full runs of issue 13's fourth round, and "
+    "0.34-0.39x the old floor at load 2.7-2.9 in its third."
+)
 WHY_SHORT = {
+    "analyse vs physical floor": _SECOND_CORE.format(spread="0.77-0.85x"),
+    "analyse vs floor": _SECOND_CORE.format(spread="0.22-0.23x"),
+    "scan": (
+        "Two worker processes against one: the ratio rests on the second core being free for the whole scan "
+        "(1.69-1.85x in the full runs of issue 13's fourth round)."
+    ),
     "scan vs issue 13's start": (
         "Most of a scan trial's ~22M instructions (callgrind) is HDF5's and h5py's fixed work per step file: "
         "opening one costs ~1.2M (HDF5 creating the file's metadata cache), h5py's close ~0.9M, creating and "
