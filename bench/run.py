@@ -430,15 +430,20 @@ WHY_SHORT = {
 }
 
 
+def _model(row: Row) -> str:
+    """The model a recording row measures: its comparison's text up to the batch size."""
+    return row.compared.split(", batch")[0]
+
+
 def gap_name(row: Row) -> str:
     """The row's figure, with the model for a recording row (three share the figure)."""
-    return f"{row.figure}, {row.compared.split(', batch')[0]}" if row.figure == "recording" else row.figure
+    return f"{row.figure}, {_model(row)}" if row.figure == "recording" else row.figure
 
 
 def why_short(rows: list[Row], index: int) -> str:
     row = rows[index]
     if row.figure == "recording":
-        model = row.compared.split(", batch")[0]
+        model = _model(row)
         parts = {r.figure: r.measured for r in rows[index + 1 :] if r.compared.startswith(model)}
         training = parts.get("recording: the training thread's part", "?")
         writer = parts.get("recording: the writer's part", "?")

@@ -331,7 +331,30 @@ class StepTemplate:
         holds the value HDF5 was given and every recomputed checksum is HDF5's.
         """
         try:
-            template = cls._build(path, step, root, arrays, layouts)
+            pieces: dict[str, tuple[_Piece, ...]] = {}
+            for name, array in arrays.items():
+                layout = layouts[name]
+                if layout.chunk_shape is not None:
+                    pieces[name] = _chunk_pieces(array, layout.chunk_shape, layout.chunks)
+            chunks = [(piece.target, piece.padded + 4) for found in pieces.values() for piece in found]
+            metadata = _read_metadata(path, chunks)
+            step_bytes = np.array(step, dtype=np.int64).tobytes()
+            step_at, step_chunk = _find(metadata, root, _attribute_value(metadata, b"step", len(step_bytes)))
+            dirty = {(step_chunk.start, step_chunk.end)}
+            for name, array in arrays.items():
+                layout = layouts[name]
+                if layout.chunk_shape is not None:
+                    continue
+                if array.nbytes == 0:
+                    pieces[name] = ()
+                elif layout.header is None:
+                    raise TemplateError(f"no object header address for the compact dataset {name!r}")
+                else:
+                    offset, chunk = _find(metadata, layout.header, _compact_values(metadata, array.nbytes))
+                    dirty.add((chunk.start, chunk.end))
+                    pieces[name] = (_Piece(offset, 0, array.nbytes, 0),)
+            ordered = {name: pieces[name] for name in arrays}
+            template = cls(metadata, step_at, ordered, {n: a.nbytes for n, a in arrays.items()}, tuple(sorted(dirty)))
             with open(path, "rb") as file:  # segment by segment: no second copy of the file in memory
                 for segment in template._segments(step, arrays):
                     ours = np.frombuffer(segment, dtype=np.uint8)  # compared by numpy: memoryview's == is per byte
@@ -341,40 +364,6 @@ class StepTemplate:
             return template
         except (IndexError, ValueError, struct.error) as error:  # bytes this parser misread
             raise TemplateError(f"not parsed: {error}") from error
-
-    @classmethod
-    def _build(
-        cls,
-        path: str | os.PathLike[str],
-        step: int,
-        root: int,
-        arrays: Mapping[str, np.ndarray],
-        layouts: Mapping[str, DatasetLayout],
-    ) -> StepTemplate:
-        pieces: dict[str, tuple[_Piece, ...]] = {}
-        for name, array in arrays.items():
-            layout = layouts[name]
-            if layout.chunk_shape is not None:
-                pieces[name] = _chunk_pieces(array, layout.chunk_shape, layout.chunks)
-        chunks = [(piece.target, piece.padded + 4) for found in pieces.values() for piece in found]
-        metadata = _read_metadata(path, chunks)
-        step_bytes = np.array(step, dtype=np.int64).tobytes()
-        step_at, step_chunk = _find(metadata, root, _attribute_value(metadata, b"step", len(step_bytes)))
-        dirty = {(step_chunk.start, step_chunk.end)}
-        for name, array in arrays.items():
-            layout = layouts[name]
-            if layout.chunk_shape is not None:
-                continue
-            if array.nbytes == 0:
-                pieces[name] = ()
-            elif layout.header is None:
-                raise TemplateError(f"no object header address for the compact dataset {name!r}")
-            else:
-                offset, chunk = _find(metadata, layout.header, _compact_values(metadata, array.nbytes))
-                dirty.add((chunk.start, chunk.end))
-                pieces[name] = (_Piece(offset, 0, array.nbytes, 0),)
-        ordered = {name: pieces[name] for name in arrays}
-        return cls(metadata, step_at, ordered, {n: a.nbytes for n, a in arrays.items()}, tuple(sorted(dirty)))
 
     def write(self, path: str | os.PathLike[str], step: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Write the step file of ``step`` to a new file ``path``, the values straight from ``arrays``.
@@ -387,7 +376,8 @@ class StepTemplate:
         page-cache write either way (bench/recording.py's writer row).
         """
         segments = self._segments(step, arrays)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        # 0o666 less the umask: the permissions HDF5 gives the files it creates.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         try:
             writev = getattr(os, "writev", None)
             for first in range(0, len(segments), _IOV_MAX):

@@ -115,7 +115,7 @@ class TrialWriter:
         # The last step file's structure and its template (template.py): a
         # step shaped like it is written as its bytes with new values, not
         # through HDF5. None for a structure the template cannot parse.
-        self._shape: tuple[Any, ...] | None = None
+        self._structure: tuple[Any, ...] | None = None
         self._template: StepTemplate | None = None
 
     def write_step(
@@ -218,17 +218,17 @@ class TrialWriter:
 
     def _write(self, temporary: Path, contents: _Contents) -> None:
         """The step file through its template when the last one had this structure, else through HDF5."""
-        shape = contents.structure() if self.compression is None else None
+        structure = contents.structure() if self.compression is None else None
         arrays = {name: array for name, (array, _) in contents.entries.items()}
-        if shape is not None and shape == self._shape:
+        if structure is not None and structure == self._structure:
             if self._template is not None:
                 self._template.write(temporary, contents.step, arrays)
                 return
             _write_file(temporary, contents, self.compression)
             return  # this structure was tried and cannot be a template: HDF5 writes it
         layout = _write_file(temporary, contents, self.compression)
-        self._shape, self._template = shape, None
-        if shape is not None and layout is not None:
+        self._structure, self._template = structure, None
+        if structure is not None and layout is not None:
             from .template import StepTemplate, TemplateError
 
             root_header, layouts = layout

@@ -73,7 +73,7 @@ def test_later_steps_are_the_bytes_hdf5_writes(tmp_path: Path) -> None:
     templated, plain, writer = _write_both(tmp_path, _steps(5, _recorded_like))
     assert writer._template is not None  # the later steps did take the template
     _assert_same_files(templated, plain)
-    # It keeps the file's metadata only, not the values: kilobytes of a 6.8 MiB step file.
+    # It keeps the file's metadata only, not the values: kilobytes (14 KiB) of an 11 MiB step file.
     assert writer._template.metadata.kept < 64 * 1024 < (plain / fmt.step_file_name(4, "train", 0)).stat().st_size
     figures = {k: v for k, v in poorinit.analyze(templated).to_dict().items() if k != "trial"}
     assert figures == {k: v for k, v in poorinit.analyze(plain).to_dict().items() if k != "trial"}
@@ -204,3 +204,16 @@ def test_the_segments_reach_the_file_whole_however_they_are_written(tmp_path: Pa
     templated, plain, writer = _write_both(tmp_path, _steps(3, _recorded_like))
     assert writer._template is not None
     _assert_same_files(templated, plain)
+
+
+def test_a_templated_file_gets_the_permissions_hdf5_gives_its_files(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o002)  # a group-writable umask: 0o644 would differ from HDF5's 0o666 less the umask
+    try:
+        templated, plain, writer = _write_both(tmp_path, _steps(3, _recorded_like))
+    finally:
+        os.umask(previous)
+    assert writer._template is not None
+    for name in (fmt.step_file_name(step, "train", 0) for step in range(3)):
+        assert (templated / name).stat().st_mode == (plain / name).stat().st_mode == 0o100664

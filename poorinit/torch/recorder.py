@@ -303,8 +303,9 @@ class Recorder:
         self._mode_paused = False
         if not self._mode_per_forward:
             self._handles.append(self.model.register_forward_pre_hook(self._resume_capture))
-        # rec.step() holds the mode for the whole block, so that a loss computed
-        # outside the model is seen too; the hook enters it around each forward
+        # rec.step() holds the mode from the block's start until rec.loss(), so
+        # that a loss computed outside the model is seen too (see "the function
+        # mode's span" below); the hook enters it around each forward
         # of the model instead, because its step boundaries are callbacks that
         # may run on another thread (the end of a backward pass).
         self._mode_entered = not self._mode_per_forward
