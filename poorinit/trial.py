@@ -60,6 +60,10 @@ EXPANSION = 100
 KEEP_OPEN = 1024
 
 
+# Step files in TrialWriter's layout are parsed without HDF5 (h5direct.py);
+# False opens every file with HDF5 (tests compare the two).
+DIRECT_READS = True
+
 # What h5py raises when a file is damaged or holds what it cannot convert:
 # HDF5 errors surface as OSError, KeyError, RuntimeError or ValueError, odd
 # types as TypeError. Reading code re-raises them as TrialError subclasses
@@ -196,6 +200,7 @@ class DatasetTensor:
             self.shape: tuple[int, ...] = tuple(int(n) for n in shape)
             # Asked once: h5py builds the numpy dtype from the HDF5 type at every ``dataset.dtype``.
             self._dtype: np.dtype[Any] = _dtype_of(dataset.id.get_type())
+            self._chunks: tuple[int, ...] | None = dataset.chunks
             self._check_storage()
 
     @property
@@ -264,11 +269,7 @@ class DatasetTensor:
                 "outside the trial: store the values in the dataset"
             )
         dtype = self._dtype
-        if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
-            raise self._error(
-                f"dtype {dtype} ({_kind(dtype)}) is not float16/32/64; poorinit judges floating-point tensors only: "
-                "store it as floating point, or leave it out of what the rule selects"
-            )
+        self._check_dtype()
         if not self.size:
             return
         if ds.chunks is None:
@@ -287,6 +288,14 @@ class DatasetTensor:
             )
         if ds.chunks is not None and self._budget is not None:
             self._budget.charge(self.name, needed, self.size * dtype.itemsize if filtered else 0)
+
+    def _check_dtype(self) -> None:
+        dtype = self._dtype
+        if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+            raise self._error(
+                f"dtype {dtype} ({_kind(dtype)}) is not float16/32/64; poorinit judges floating-point tensors only: "
+                "store it as floating point, or leave it out of what the rule selects"
+            )
 
     def _check_layout(self, count: int) -> bool:
         """Refuse chunks too large or too many, or a filter this HDF5 lacks; whether data is filtered."""
@@ -337,18 +346,15 @@ class DatasetTensor:
         import h5py
 
         ds = self._dataset
-        chunks = ds.chunks
+        chunks = self._chunks
         if chunks is None or not self.size or not RAW_READS:
             return None
         plist = ds.id.get_create_plist()
         filters = [plist.get_filter(index)[0] for index in range(plist.get_nfilters())]
         if filters not in ([], [h5py.h5z.FILTER_FLETCHER32]):
             return None
-        shape = self.shape
-        axis = next((a for a, extent in enumerate(chunks) if extent != 1), len(shape) - 1)
-        if any(chunks[a] != shape[a] for a in range(axis + 1, len(shape))):
-            return None
-        return axis, bool(filters)
+        axis = chunk_axis(self.shape, chunks)
+        return None if axis is None else (axis, bool(filters))
 
     def blocks_into(self, out: np.ndarray) -> Iterator[np.ndarray] | None:
         """The values as :meth:`blocks` gives them, read straight into ``out``
@@ -362,7 +368,7 @@ class DatasetTensor:
         dtype = self._dtype
         if raw is None or raw[0] != 0 or dtype != np.dtype(np.float32) or not dtype.isnative:
             return None
-        if self.shape[0] % self._dataset.chunks[0] or out.nbytes < self.size * 4 + 4:
+        if self._chunks is None or self.shape[0] % self._chunks[0] or out.nbytes < self.size * 4 + 4:
             return None
         return self._reading_into(raw[1], out)
 
@@ -376,9 +382,9 @@ class DatasetTensor:
         (poorinit/checksum.py)."""
         from .checksum import fletcher32_matches
 
-        ds = self._dataset
-        dsid = ds.id
-        shape, chunks = self.shape, ds.chunks
+        dsid = None if self._dataset is None else self._dataset.id
+        shape, chunks = self.shape, self._chunks
+        assert chunks is not None
         dtype = self._dtype
         inner = math.prod(shape[axis + 1 :])
         chunk_values = chunks[axis] * inner
@@ -404,6 +410,7 @@ class DatasetTensor:
                     if self._raw_fd >= 0:
                         mask, stored = self._read_chunk(dsid, coordinate, buffer[at:], where)
                     else:
+                        assert dsid is not None
                         mask, raw = dsid.read_direct_chunk(coordinate, out=buffer[at:])
                         stored = len(raw)
                     expected = chunk_bytes + (trailer if not mask & 1 else 0)
@@ -423,15 +430,20 @@ class DatasetTensor:
         ``os.preadv`` from the step file already open, which, unlike h5py's
         read_direct_chunk, releases the GIL: two threads read and verify at
         once. The checksum verified after it is what vouches for the bytes."""
-        info = dsid.get_chunk_info_by_coord(coordinate)
-        if info.byte_offset is None:
+        offset, size, mask = self._chunk_info(dsid, coordinate)
+        if offset is None:
             raise self._damaged(f"{where} is not stored")
-        if info.size > out.size:
-            return info.filter_mask, info.size  # refused by the caller: more bytes than a chunk holds
-        read = os.preadv(self._raw_fd, [out[: info.size]], info.byte_offset)  # type: ignore[list-item]
-        if read != info.size:
-            raise self._damaged(f"{where} lies past the end of the file ({read} of its {info.size} bytes there)")
-        return info.filter_mask, info.size
+        if size > out.size:
+            return mask, size  # refused by the caller: more bytes than a chunk holds
+        read = os.preadv(self._raw_fd, [out[:size]], offset)  # type: ignore[list-item]
+        if read != size:
+            raise self._damaged(f"{where} lies past the end of the file ({read} of its {size} bytes there)")
+        return mask, size
+
+    def _chunk_info(self, dsid: Any, coordinate: tuple[int, ...]) -> tuple[int | None, int, int]:
+        """(file offset or None when not stored, bytes stored, filter mask) of a chunk, as HDF5 gives them."""
+        info = dsid.get_chunk_info_by_coord(coordinate)
+        return info.byte_offset, info.size, info.filter_mask
 
     def _filtered_blocks(self) -> Iterator[np.ndarray]:
         # A block is a run of the C-order array, cut along the first axis whose
@@ -456,7 +468,7 @@ class DatasetTensor:
         axis = next(axis for axis, inner in enumerate(inners) if inner <= BLOCK_ELEMENTS)
         extent = shape[axis]
         step = min(extent, max(1, BLOCK_ELEMENTS // inners[axis]))
-        chunks = self._dataset.chunks
+        chunks = self._chunks
         if chunks and step >= chunks[axis]:
             step -= step % chunks[axis]
         for outer in np.ndindex(*shape[:axis]):
@@ -529,6 +541,15 @@ def _h5_reason(error: BaseException) -> str:
         if depth == 0:
             return text[index + 1 : -1]
     return text or type(error).__name__
+
+
+def chunk_axis(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
+    """The axis chunks cut, when each chunk is a run of the C-order array (extent 1 on
+    the axes before it, the full extent after it, as TrialWriter cuts them); else None."""
+    axis = next((a for a, extent in enumerate(chunks) if extent != 1), len(shape) - 1)
+    if any(chunks[a] != shape[a] for a in range(axis + 1, len(shape))):
+        return None
+    return axis
 
 
 def _where(source: str) -> Path | str:
@@ -1171,6 +1192,187 @@ class StepReader:
         self.close()
 
 
+class DirectStepReader(StepReader):
+    """A step file in TrialWriter's own layout, read without HDF5 (poorinit/h5direct.py).
+
+    Raises h5direct.NotDirect on anything else, and on anything StepReader
+    would refuse or look at twice (an attribute that disagrees with the file
+    name, no /tensors group, a link that is not a hard link, a group reached
+    twice, a tensor past a budget, a chunk not stored): the caller then opens
+    the file with StepReader, whose messages users know. What it reads, it
+    reads as StepReader does (tests/test_direct.py compares the two on every
+    layout TrialWriter writes).
+    """
+
+    def __init__(self, step_file: fmt.StepFile) -> None:
+        from .h5direct import Dataset, DirectFile, Group, NotDirect
+
+        self.step_file = step_file
+        self._datasets = {}
+        path = step_file.path
+        self._fd, self._opened = _open_step_file(path)
+        try:
+            if not stat.S_ISREG(self._opened.st_mode):
+                raise NotDirect("not a regular file")
+            self._direct = file = DirectFile(self._fd, self._opened.st_size)
+            root = file.object(file.root)
+            if not isinstance(root, Group):
+                raise NotDirect("a root that is not a group")
+            self._root_attrs = root.attrs
+            self._check_names(root.attrs)
+            tensors = dict(root.links).get(_TENSOR_GROUP_NAME)
+            group = None if tensors is None else file.object(tensors)
+            if not isinstance(group, Group):
+                raise NotDirect(f"no {fmt.TENSOR_GROUP!r} group")
+            found: list[tuple[str, tuple[str, ...]]] = []
+            self._tensors_by_name: dict[str, Dataset] = {}
+            seen = {root.address, group.address}
+            links = 0
+            stack: list[tuple[Iterator[tuple[bytes, int]], str]] = [(iter(group.links), "")]
+            while stack:
+                member = next(stack[-1][0], None)
+                if member is None:
+                    stack.pop()
+                    continue
+                key, address = member
+                links += 1
+                if address in seen or links > MAX_LINKS or len(stack) > MAX_DEPTH:
+                    raise NotDirect("an object linked twice, or a file past a budget")
+                seen.add(address)
+                name = f"{stack[-1][1]}{key.decode('utf-8')}"
+                obj = file.object(address)
+                if isinstance(obj, Group):
+                    stack.append((iter(obj.links), f"{name}/"))
+                    continue
+                self._check_dataset(file, obj)
+                raw = obj.attrs.get(_COLLECTIONS_NAME)
+                found.append((name, () if raw is None else _collection_names(raw[()] if raw.size == 1 else raw)))
+                self._tensors_by_name[name] = obj
+                if len(found) > MAX_TENSORS:
+                    raise NotDirect("a file past the tensors' budget")
+            self._names = found
+        except MemoryError as error:
+            os.close(self._fd)
+            self._fd = -1
+            raise _out_of_memory(path, None, memory_reason(error)) from None
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
+        self.budget = _Budget(path, self._opened.st_size)
+
+    def _check_names(self, attrs: Mapping[bytes, np.ndarray]) -> None:
+        """The root attributes StepReader._validate checks, as it would find them; else NotDirect."""
+        from .h5direct import NotDirect
+
+        expected = {fmt.FORMAT_ATTR: fmt.FORMAT_VERSION, "step": self.step_file.step, "mode": self.step_file.mode,
+                    "worker": self.step_file.worker}  # fmt: skip
+        for key, value in expected.items():
+            raw = attrs.get(key.encode())
+            found = None if raw is None else _plain(raw)
+            if isinstance(found, bool) or type(found) is not type(value) or found != value:
+                raise NotDirect(f"attribute {key} is not {value!r}")
+
+    @staticmethod
+    def _check_dataset(file: Any, dataset: Any) -> None:
+        """Chunks within the budgets and runs of the array, their index parsed (and checksummed) now."""
+        from .h5direct import NotDirect
+
+        if dataset.chunk_shape is None or not math.prod(dataset.shape):
+            return
+        count = math.prod(-(-n // c) for n, c in zip(dataset.shape, dataset.chunk_shape, strict=True))
+        if count > MAX_CHUNKS or math.prod(dataset.chunk_shape) * dataset.dtype.itemsize > MAX_CHUNK_BYTES:
+            raise NotDirect("chunks past a budget")
+        if chunk_axis(dataset.shape, dataset.chunk_shape) is None:
+            raise NotDirect("chunks that are not runs of the array")
+        dataset.index = file.chunks(dataset)
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        return {key.decode("utf-8"): _plain(value) for key, value in sorted(self._root_attrs.items())}
+
+    def tensor_names(self) -> list[tuple[str, tuple[str, ...]]]:
+        assert self._names is not None
+        return self._names
+
+    def infos(self) -> list[TensorInfo]:
+        datasets = self._tensors_by_name
+        return [TensorInfo(name, datasets[name].shape, str(datasets[name].dtype), collections)
+                for name, collections in self.tensor_names()]  # fmt: skip
+
+    def tensor(self, name: str) -> DatasetTensor:
+        made = self._tensors.get(name) if self._tensors is not None else None
+        if made is not None:
+            return made
+        dataset = self._tensors_by_name.get(name)
+        if dataset is None:
+            raise KeyError(name)  # callers ask for the names tensor_names() gave
+        made = DirectTensor(dataset, name, self.step_file.worker, self.step_file.path, self.budget, self._fd)
+        if self._tensors is None:
+            self._tensors = {}
+        self._tensors[name] = made
+        return made
+
+    def _raw_fd(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class DirectTensor(DatasetTensor):
+    """A tensor of a step file read by DirectStepReader: its values from the header (compact) or raw chunks."""
+
+    def __init__(self, dataset: Any, name: str, worker: int, source: Path, budget: _Budget | None, raw_fd: int) -> None:
+        self._dataset = None
+        self._direct = dataset
+        self._raw_fd = raw_fd
+        self._attrs = None
+        self._tiny = None
+        self._budget = budget
+        self.name = name
+        self.worker = worker
+        self.source = str(source)
+        self._where = source
+        self.shape = dataset.shape
+        self._dtype = dataset.dtype
+        self._chunks = dataset.chunk_shape
+        self._check_dtype()
+        if self._chunks is not None and self.size and budget is not None:
+            budget.charge(name, len(dataset.index), 0)
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        if self._attrs is None:
+            self._attrs = {key.decode("utf-8"): _plain(value) for key, value in sorted(self._direct.attrs.items())
+                           if key != _COLLECTIONS_NAME}  # fmt: skip
+        return self._attrs
+
+    @property
+    def fill_value(self) -> float | None:
+        return None  # compact storage, or chunks allocated as written (h5direct refuses storage allocated early)
+
+    def _raw_layout(self) -> tuple[int, bool] | None:
+        if self._chunks is None or not self.size:
+            return None
+        return chunk_axis(self.shape, self._chunks), self._direct.filtered  # type: ignore[return-value]
+
+    def _chunk_info(self, dsid: Any, coordinate: tuple[int, ...]) -> tuple[int | None, int, int]:
+        found = self._direct.index.get(coordinate)
+        return (None, 0, 0) if found is None else found
+
+    def _read_whole(self) -> np.ndarray:
+        out = _block_buffer((self.size,), self._dtype.newbyteorder("="))
+        out[...] = np.frombuffer(self._direct.compact, dtype=self._dtype)
+        return out
+
+    def _read(self, selection: Any) -> np.ndarray:
+        values = np.frombuffer(self._direct.compact, dtype=self._dtype).reshape(self.shape)
+        return np.array(values[selection], dtype=self._dtype.newbyteorder("="))
+
+
 def _entry(group: Any, key: str | bytes) -> tuple[Any, Any]:
     """(link, object) of a group's member, as ``group.get(key, getlink=True)``
     and ``group[key]`` give them (the object None for a soft or external
@@ -1251,7 +1453,11 @@ def _collections(dataset: Any) -> tuple[str, ...]:
     oid = dataset.id
     if not h5py.h5a.exists(oid, _COLLECTIONS_NAME):
         return ()
-    raw = _attribute(oid, _COLLECTIONS_NAME, flat=True)
+    return _collection_names(_attribute(oid, _COLLECTIONS_NAME, flat=True))
+
+
+def _collection_names(raw: Any) -> tuple[str, ...]:
+    """The collections a ``collections`` attribute's value names (comma-separated, in one string or several)."""
     values = [raw] if isinstance(raw, (str, bytes)) else list(np.asarray(raw).reshape(-1))
     names: list[str] = []
     for value in values:
@@ -1399,4 +1605,13 @@ class Trial(ListedSteps):
         return [self._step_file(key) for key in self._by_step.get((mode, step), ())]
 
     def open(self, step_file: fmt.StepFile) -> StepReader:
+        if DIRECT_READS and RAW_READS:
+            from .h5direct import NotDirect
+
+            try:
+                return DirectStepReader(step_file)
+            # NotDirect: not TrialWriter's layout, or damaged; the others: bytes the parser misread (a file
+            # forged to look like one it knows). Either way HDF5 reads the file, and says what is wrong.
+            except (NotDirect, IndexError, ValueError, KeyError, OverflowError, TypeError):
+                pass
         return StepReader(step_file)
