@@ -27,6 +27,8 @@ or not this module exists; it only ever says "not mine".
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import struct
 from collections.abc import Callable
@@ -128,7 +130,8 @@ class DirectFile:
         self.root = root
 
     def read(self, offset: int, length: int) -> bytes:
-        _need(offset >= 0 and length >= 0 and offset + length <= self.size, "an address past the end of the file")
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise NotDirect("an address past the end of the file")
         if self._whole is not None:
             return self._whole[offset : offset + length]
         data = os.pread(self.fd, length, offset)
@@ -138,9 +141,8 @@ class DirectFile:
     def _checked(self, offset: int, length: int, signature: bytes) -> bytes:
         """``length`` bytes at ``offset``: a signature, the structure, and its lookup3 checksum last."""
         data = self.read(offset, length)
-        _need(data[:4] == signature, f"no {signature.decode()} at {offset}")
-        stored = _u32(data, length - 4)[0]
-        _need(self._checksum(data[:-4]) == stored, f"{signature.decode()} at {offset} fails its checksum")
+        if data[:4] != signature or self._checksum(data[:-4]) != _u32(data, length - 4)[0]:
+            raise NotDirect(f"no {signature.decode()} at {offset}, or it fails its checksum")
         return data
 
     # -- objects --
@@ -154,16 +156,16 @@ class DirectFile:
     def _header_messages(self, address: int) -> list[tuple[int, bytes]]:
         """(type, body) of every message of the version 2 object header at ``address``, continuations followed."""
         prefix = self.read(address, 6)
-        _need(prefix[:4] == b"OHDR" and prefix[4] == 2, f"no version 2 object header at {address}")
         flags = prefix[5]
-        _need(not flags & 0xC0, f"unknown object header flags at {address}")
+        if prefix[:5] != b"OHDR\2" or flags & 0xC0:
+            raise NotDirect(f"no version 2 object header at {address}, or unknown flags")
         start = 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
         width = 1 << (flags & 0x03)
         size = int.from_bytes(self.read(address + start, width), "little")
         start += width
         chunk = self.read(address, start + size + 4)
-        _need(self._checksum(chunk[:-4]) == _u32(chunk, len(chunk) - 4)[0],
-              f"the object header at {address} fails its checksum")  # fmt: skip
+        if self._checksum(chunk[:-4]) != _u32(chunk, len(chunk) - 4)[0]:
+            raise NotDirect(f"the object header at {address} fails its checksum")
         creation_order = 2 if flags & 0x04 else 0
         messages: list[tuple[int, bytes]] = []
         pending = [(chunk, start)]
@@ -174,8 +176,8 @@ class DirectFile:
             while position + 4 + creation_order <= end:
                 kind, length, message_flags = data[position], _u16(data, position + 1)[0], data[position + 3]
                 body_at = position + 4 + creation_order
-                _need(body_at + length <= end, f"a message overruns the object header at {address}")
-                _need(not message_flags & 0x02, "a shared message")
+                if body_at + length > end or message_flags & 0x02:
+                    raise NotDirect(f"a message overruns the object header at {address}, or is shared")
                 body = data[body_at : body_at + length]
                 if kind == 0x10:  # continuation
                     offset, total = struct.unpack_from("<QQ", body)
@@ -235,7 +237,7 @@ class DirectFile:
     def _dataset(self, address: int, shape: tuple[int, ...], dtype: np.dtype[Any], attrs: dict[bytes, np.ndarray],
                  layout: bytes, filters: list[int], fill_flags: int) -> Dataset:  # fmt: skip
         _need(layout[0] in (3, 4), "a layout message other than version 3 or 4")
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        size = math.prod(shape) * dtype.itemsize
         if layout[1] == 0:  # compact
             length = _u16(layout, 2)[0]
             _need(length == size and not filters, "compact data of another size")
@@ -277,14 +279,14 @@ class DirectFile:
         header = self._checked(dataset.index[1], 28, b"FAHD")
         client, element, page_bits = header[5], header[6], header[7]
         count, block = struct.unpack_from("<QQ", header, 8)
-        expected = int(np.prod(grid, dtype=np.int64))
+        expected = math.prod(grid)
         _need(count == expected and client == int(dataset.filtered), "a chunk index of another size")
         _need(count <= 1 << page_bits, "a paged chunk index")
         width = 8 if not dataset.filtered else element - 12
         _need((element == 8) if not dataset.filtered else 1 <= width <= 8, "chunk index entries not parsed here")
         data = self._checked(block, 14 + count * element + 4, b"FADB")
         _need(_u64(data, 6)[0] == dataset.index[1], "a chunk index of another dataset")
-        unfiltered = int(np.prod(chunk_shape, dtype=np.int64)) * dataset.dtype.itemsize
+        unfiltered = math.prod(chunk_shape) * dataset.dtype.itemsize
         found: dict[tuple[int, ...], tuple[int, int, int]] = {}
         for number, at in enumerate(range(14, 14 + count * element, element)):
             address = _u64(data, at)[0]
@@ -461,6 +463,7 @@ def _filters(body: bytes) -> list[int]:
     return found
 
 
+@functools.lru_cache(maxsize=1024)
 def _dataspace(body: bytes) -> tuple[int, ...]:
     version, rank, flags = body[0], body[1], body[2]
     if version == 1:
@@ -477,6 +480,7 @@ def _dataspace(body: bytes) -> tuple[int, ...]:
 _IEEE = {2: (16, 10, 5, 10, 15), 4: (32, 23, 8, 23, 127), 8: (64, 52, 11, 52, 1023)}
 
 
+@functools.lru_cache(maxsize=1024)
 def _datatype(body: bytes) -> tuple[np.dtype[Any], int]:
     """The numpy dtype h5py reads a datatype as, and the bytes of its description."""
     kind, version = body[0] & 0x0F, body[0] >> 4
@@ -513,8 +517,12 @@ def _datatype(body: bytes) -> tuple[np.dtype[Any], int]:
     raise NotDirect(f"datatype class {kind}")
 
 
+@functools.lru_cache(maxsize=4096)
 def _attribute(body: bytes) -> tuple[bytes, np.ndarray]:
-    """(name, value) of an attribute message stored in its object header."""
+    """(name, value) of an attribute message stored in its object header.
+
+    Remembered by its bytes (the same collections, mode and format recur in
+    every step file of every trial), so the value is read-only."""
     version, flags = body[0], body[1]
     _need(version in (1, 2, 3) and not flags, "a shared or unknown attribute encoding")
     name_size, type_size, space_size = struct.unpack_from("<HHH", body, 2)
@@ -531,10 +539,11 @@ def _attribute(body: bytes) -> tuple[bytes, np.ndarray]:
     position += padded(type_size)
     shape = _dataspace(body[position : position + space_size])
     position += padded(space_size)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     data = body[position : position + count * dtype.itemsize]
     _need(len(data) == count * dtype.itemsize, "an attribute shorter than its shape")
     if dtype.kind == "b":
         raw = np.frombuffer(data, dtype=np.uint8)
         _need(bool(np.all(raw <= 1)), "a boolean attribute holding another value")
-    return name[:-1], np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    value = np.frombuffer(data, dtype=dtype).reshape(shape)  # read-only: a view of immutable bytes
+    return name[:-1], value

@@ -219,30 +219,63 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
 def _thread_time_limit(seconds: float) -> Iterator[None]:
     """Raise TrialTimeout in this (not main) thread after ``seconds``: a Dask worker's thread.
 
-    A timer thread sets the exception asynchronously (the interpreter raises it
+    The watchdog thread sets the exception asynchronously (the interpreter raises it
     at this thread's next bytecode), since signals reach the main thread only.
-    A lock keeps it from arriving once the block is left.
     """
-    import ctypes
-
-    target = threading.get_ident()
-    lock = threading.Lock()
-    state = {"inside": True}
-
-    def expire() -> None:
-        with lock:
-            if state["inside"]:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(TrialTimeout))
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    watchdog = _watchdog()
+    token = watchdog.arm(seconds)
     try:
         yield
     finally:
-        with lock:
-            state["inside"] = False
-        timer.cancel()
+        watchdog.disarm(token)
+
+
+class _Watchdog:
+    """One thread per process that raises TrialTimeout in threads past their deadline.
+
+    A timer thread per trial cost a thread's start and join, about 0.3 ms, at
+    every small trial a Dask worker analyses; arming and disarming this one is
+    a lock and a dict. Its lock also keeps the exception from arriving once
+    the thread has left the guarded block.
+    """
+
+    def __init__(self) -> None:
+        self._deadlines: dict[int, tuple[float, int]] = {}  # thread -> (deadline, token)
+        self._tokens = 0
+        self._changed = threading.Condition()
+        threading.Thread(target=self._watch, name="poorinit-trial-timeout", daemon=True).start()
+
+    def arm(self, seconds: float) -> tuple[int, int]:
+        with self._changed:
+            self._tokens += 1
+            token = (threading.get_ident(), self._tokens)
+            self._deadlines[token[0]] = (time.monotonic() + seconds, token[1])
+            self._changed.notify()
+        return token
+
+    def disarm(self, token: tuple[int, int]) -> None:
+        with self._changed:
+            if self._deadlines.get(token[0], (0.0, -1))[1] == token[1]:
+                del self._deadlines[token[0]]
+
+    def _watch(self) -> None:
+        import ctypes
+
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for thread, (deadline, _) in list(self._deadlines.items()):
+                    if deadline <= now:
+                        del self._deadlines[thread]
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
+                                                                   ctypes.py_object(TrialTimeout))  # fmt: skip
+                soonest = min((deadline for deadline, _ in self._deadlines.values()), default=None)
+                self._changed.wait(None if soonest is None else max(0.0, soonest - now))
+
+
+_watchdog = functools.cache(_Watchdog)
+if hasattr(os, "register_at_fork"):  # a forked child has the object but not its thread: it makes its own
+    os.register_at_fork(after_in_child=_watchdog.cache_clear)
 
 
 def analyse_trial(

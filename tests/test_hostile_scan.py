@@ -88,3 +88,33 @@ def test_the_timeout_comes_from_the_environment_too(two_trials: Path) -> None:
     result = run("scan", two_trials, "--steps", "6", "--jobs", "1", "--format", "jsonl",
                  env={**os.environ, "POORINIT_TRIAL_TIMEOUT": "1"})
     assert '"status":"error"' in result.stdout and "per-trial timeout of 1 s" in result.stdout
+
+
+def test_in_a_worker_thread_the_time_limit_interrupts_a_slow_trial_and_lets_a_quick_one_be(tmp_path: Path) -> None:
+    """Dask runs trials in worker threads, which signals never reach: one watchdog thread per process bounds them."""
+    import threading
+    import time
+
+    from poorinit.scan import TrialTimeout, _time_limit
+
+    outcomes: list[str] = []
+
+    def trials() -> None:
+        for seconds in (0.01, 5.0, 0.01):  # quick, past the limit, quick again: the first limit must not leak
+            try:
+                with _time_limit(0.3):
+                    end = time.monotonic() + seconds
+                    while time.monotonic() < end:
+                        pass
+                outcomes.append("done")
+            except TrialTimeout:
+                outcomes.append("timed out")
+        time.sleep(0.5)  # a disarmed limit never fires later
+        outcomes.append("still here")
+
+    worker = threading.Thread(target=trials)
+    started = time.monotonic()
+    worker.start()
+    worker.join(10)
+    assert outcomes == ["done", "timed out", "done", "still here"]
+    assert time.monotonic() - started < 3
