@@ -410,21 +410,21 @@ WHY_SHORT = {
     "analyse vs physical floor": _SECOND_CORE.format(spread="0.77-0.85x"),
     "analyse vs floor": _SECOND_CORE.format(spread="0.22-0.23x"),
     "scan": (
-        "Two worker processes against one: the ratio rests on the second core being free for the whole scan "
-        "(1.69-1.85x in the full runs of issue 13's fourth round)."
+        "Two worker processes against one in-process scan: each worker pays Python's, numpy's and poorinit's "
+        "imports (about 0.3 s) before its first trial, which no longer vanishes beside the trials (about 2.5 ms "
+        "each since step files are read without HDF5); the idle LocalCluster beside it takes a tenth of a core."
     ),
     "scan vs issue 13's start": (
-        "Most of a scan trial's ~22M instructions (callgrind) is HDF5's and h5py's fixed work per step file: "
-        "opening one costs ~1.2M (HDF5 creating the file's metadata cache), h5py's close ~0.9M, creating and "
-        "freeing h5py's objects ~3M a trial; 2x needs ~17M."
+        "Read without HDF5 a scan trial costs about 2.5 ms in one process (7.9 ms before): the rest is the "
+        "statistics and the scan's own dispatch; the row rests on the second core being free."
     ),
     "scan on Dask": (
         "A Dask worker costs more per trial than a --jobs worker (its event loop, its statistical profiler, "
         "serialising each batch's results), and this row swings most with load (0.75-1.34x across runs)."
     ),
     "small trials": (
-        "Importing numpy and h5py is the reference; poorinit's own imports and ten HDF5 file opens are the rest "
-        "(callgrind: 708M instructions against 507M); wall time adds load."
+        "Importing numpy and h5py is the reference; poorinit's own imports and reading ten step files are the rest; "
+        "wall time adds load."
     ),
     "trial length": "Listing 10,000 names (a scandir and a parse per name) is the difference; load makes it grow.",
 }
@@ -448,8 +448,9 @@ def why_short(rows: list[Row], index: int) -> str:
         training = parts.get("recording: the training thread's part", "?")
         writer = parts.get("recording: the writer's part", "?")
         return (
-            f"The recorder's own work on the training thread, no file written, is {training}; HDF5 writes the first "
-            f"two step files, holding the GIL, and the template the rest (the writer's part: {writer})."
+            f"The recorder's own work on the training thread, no file written, is {training}; the writer thread's "
+            f"CPU (the writer's part: {writer}) runs beside it on the second core, and at the end close() waits "
+            "for the last files' fsync."
         )
     return WHY_SHORT.get(row.figure, "No reason recorded here: see docs/performance.md.")
 

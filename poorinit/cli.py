@@ -111,7 +111,7 @@ def cli() -> None:
 
 
 def _numerics() -> None:
-    """Import numpy and h5py now, first thing in a command that reads a trial.
+    """Import numpy now, first thing in a command that reads a trial.
 
     Where a module is imported from changes what its import costs. CPython
     keeps Python frames in 16 KiB chunks and frees a chunk as soon as the frame
@@ -121,9 +121,10 @@ def _numerics() -> None:
     freed a chunk: an mmap, a page fault and a munmap, about 1,700 of them and
     30 ms of `poorinit analyze` (interleaved runs, 314 against 284 ms; strace
     counts 1,698 16 KiB maps against 2). Imported here, near the bottom of
-    the stack, those calls fit in the first chunk.
+    the stack, those calls fit in the first chunk. Not h5py: step files in
+    poorinit's own layout are read without it (h5direct.py), and it is
+    imported where a file needs it.
     """
-    import h5py  # noqa: F401
     import numpy  # noqa: F401
 
 

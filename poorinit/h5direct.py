@@ -31,10 +31,11 @@ import functools
 import math
 import os
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from .checksum import lookup3_function
 
 __all__ = ["NotDirect", "DirectFile", "Dataset", "Group"]
 
@@ -53,12 +54,6 @@ _u64 = struct.Struct("<Q").unpack_from
 
 class NotDirect(Exception):
     """The file holds something this module does not read: open it with HDF5."""
-
-
-def _lookup3() -> Callable[[Any], int]:
-    from .template import lookup3
-
-    return lookup3
 
 
 class Group:
@@ -116,7 +111,7 @@ class DirectFile:
         if size <= WHOLE_FILE:
             self._whole = os.pread(fd, size, 0)
             _need(len(self._whole) == size, "the file is shorter than its size")
-        self._checksum = _lookup3()
+        self._checksum = lookup3_function()
         self._objects: dict[int, Group | Dataset] = {}
         head = self.read(0, 48)
         _need(head[:8] == SIGNATURE, "no superblock at the start of the file (a user block, or not HDF5)")

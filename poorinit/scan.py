@@ -317,11 +317,14 @@ def analyse_trial(
 
 @functools.cache
 def _warm_up() -> None:
-    """Import the readers and load the criteria (entry points) once per process, outside any trial's timeout."""
+    """Import numpy and load the criteria (entry points) once per process, outside any trial's timeout.
+
+    Not h5py: step files in poorinit's own layout are read without it (h5direct.py); a trial that
+    needs it imports it (about 30 ms) within its own timeout."""
     from .checks.registry import load_checks
 
     with suppress(Exception):  # a failure here is met again, and reported, inside the trial
-        import h5py  # noqa: F401
+        import numpy  # noqa: F401
 
         load_checks()
 

@@ -183,6 +183,19 @@ class DatasetTensor:
     def __init__(self, dataset: Any, name: str, worker: int, source: Path, budget: _Budget | None = None,
                  raw_fd: int = -1) -> None:
         self._dataset = dataset
+        self._bind(name, worker, source, budget, raw_fd)
+        with _translated(source, name):
+            shape = dataset.shape
+            if shape is None:
+                raise self._error("has no dataspace (an empty HDF5 dataset); store the tensor as an array")
+            self.shape: tuple[int, ...] = tuple(int(n) for n in shape)
+            # Asked once: h5py builds the numpy dtype from the HDF5 type at every ``dataset.dtype``.
+            self._dtype: np.dtype[Any] = _dtype_of(dataset.id.get_type())
+            self._chunks: tuple[int, ...] | None = dataset.chunks
+            self._check_storage()
+
+    def _bind(self, name: str, worker: int, source: Path, budget: _Budget | None, raw_fd: int) -> None:
+        """What every tensor of a step file holds besides its dataset (DirectTensor shares it)."""
         # The open step file, for raw chunk reads without h5py's lock (_raw_blocks); -1: through h5py.
         self._raw_fd = raw_fd
         self._attrs: dict[str, Any] | None = None
@@ -193,15 +206,6 @@ class DatasetTensor:
         self.source = str(source)
         # How messages name the file: made once here, not at every read (a Path costs more than a small read).
         self._where = source if isinstance(source, Path) else _where(self.source)
-        with _translated(source, name):
-            shape = dataset.shape
-            if shape is None:
-                raise self._error("has no dataspace (an empty HDF5 dataset); store the tensor as an array")
-            self.shape: tuple[int, ...] = tuple(int(n) for n in shape)
-            # Asked once: h5py builds the numpy dtype from the HDF5 type at every ``dataset.dtype``.
-            self._dtype: np.dtype[Any] = _dtype_of(dataset.id.get_type())
-            self._chunks: tuple[int, ...] | None = dataset.chunks
-            self._check_storage()
 
     @property
     def size(self) -> int:
@@ -1328,14 +1332,7 @@ class DirectTensor(DatasetTensor):
     def __init__(self, dataset: Any, name: str, worker: int, source: Path, budget: _Budget | None, raw_fd: int) -> None:
         self._dataset = None
         self._direct = dataset
-        self._raw_fd = raw_fd
-        self._attrs = None
-        self._tiny = None
-        self._budget = budget
-        self.name = name
-        self.worker = worker
-        self.source = str(source)
-        self._where = source
+        self._bind(name, worker, source, budget, raw_fd)
         self.shape = dataset.shape
         self._dtype = dataset.dtype
         self._chunks = dataset.chunk_shape

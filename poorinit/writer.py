@@ -21,14 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import format as fmt
-
-if TYPE_CHECKING:
-    from .template import DatasetLayout, StepTemplate
 
 # Chunks of about 1 MiB: large enough that per-chunk overhead vanishes, small
 # enough that a reader can stream a 1 GiB tensor in bounded memory.
@@ -112,11 +109,6 @@ class TrialWriter:
         # thread, off the training thread (stage_step, then publish).
         self.fsync = fsync
         self.path.mkdir(parents=True, exist_ok=True)
-        # The last step file's structure and its template (template.py): a
-        # step shaped like it is written as its bytes with new values, not
-        # through HDF5. None for a structure the template cannot parse.
-        self._structure: tuple[Any, ...] | None = None
-        self._template: StepTemplate | None = None
 
     def write_step(
         self,
@@ -217,23 +209,19 @@ class TrialWriter:
         return StagedStep(temporary, final, self.fsync)
 
     def _write(self, temporary: Path, contents: _Contents) -> None:
-        """The step file through its template when the last one had this structure, else through HDF5."""
-        structure = contents.structure() if self.compression is None else None
-        arrays = {name: array for name, (array, _) in contents.entries.items()}
-        if structure is not None and structure == self._structure:
-            if self._template is not None:
-                self._template.write(temporary, contents.step, arrays)
-                return
-            _write_file(temporary, contents, self.compression)
-            return  # this structure was tried and cannot be a template: HDF5 writes it
-        layout = _write_file(temporary, contents, self.compression)
-        self._structure, self._template = structure, None
-        if structure is not None and layout is not None:
-            from .template import StepTemplate, TemplateError
+        """The step file, written by poorinit itself (h5write.py), or through HDF5 where compressed
+        or where h5write does not write it (a header message past 64 KiB, a paged chunk index)."""
+        if self.compression is None:
+            from .h5write import Unwritable, write_step_file
 
-            root_header, layouts = layout
-            with contextlib.suppress(TemplateError):
-                self._template = StepTemplate.build(temporary, contents.step, root_header, arrays, layouts)
+            required = {fmt.FORMAT_ATTR: fmt.FORMAT_VERSION, "step": contents.step, "mode": contents.mode,
+                        "worker": contents.worker}  # fmt: skip
+            try:
+                write_step_file(temporary, {**required, **contents.root}, contents.entries, contents.tensor_attrs)
+                return
+            except Unwritable:
+                _remove(temporary)
+        _write_file(temporary, contents, self.compression)
 
     def close(self) -> None:
         """Mark this worker finished: no more step files will come from it."""
@@ -332,8 +320,7 @@ def _lists() -> Any:
     compact.set_obj_track_times(False)  # as h5py's create_dataset: no times in the header
     scalar = h5py.h5s.create(h5py.h5s.SCALAR)
     # No times in the groups' headers either (HDF5 stores four, to the
-    # second, by default): the same step written twice is the same bytes,
-    # which is what lets a template write the next one (template.py).
+    # second, by default): the same step written twice is the same bytes.
     fcpl = h5p.create(h5p.FILE_CREATE)
     fcpl.set_obj_track_times(False)
     gcpl = h5p.create(h5p.GROUP_CREATE)
@@ -390,36 +377,16 @@ class _Contents:
     entries: Mapping[str, tuple[np.ndarray, list[str]]]
     tensor_attrs: Mapping[str, Mapping[str, AttrValue]]
 
-    def structure(self) -> tuple[Any, ...]:
-        """What decides the file's layout: everything it holds but the step number and the tensors' values.
 
-        Attribute values enter by type and repr, so that values equal in Python
-        but written differently (1 and True, 0.0 and -0.0) never share a template.
-        """
-
-        def written(values: Mapping[str, AttrValue]) -> tuple[tuple[str, str, str], ...]:
-            return tuple((key, type(value).__name__, repr(value)) for key, value in values.items())
-
-        tensors = tuple(
-            (name, array.dtype.str, array.shape, tuple(collections), written(self.tensor_attrs.get(name, {})))
-            for name, (array, collections) in self.entries.items()
-        )
-        return (self.mode, self.worker, written(self.root), tensors)
-
-
-def _write_file(
-    temporary: Path, contents: _Contents, compression: str | None
-) -> tuple[int, dict[str, DatasetLayout]] | None:
-    """Write the step file through HDF5; without compression, also say where its objects went (for a template)."""
+def _write_file(temporary: Path, contents: _Contents, compression: str | None) -> None:
+    """Write the step file through HDF5."""
     import h5py
 
-    h5f, h5g, h5o = h5py.h5f, h5py.h5g, h5py.h5o
+    h5f, h5g = h5py.h5f, h5py.h5g
     lists = _lists()
-    layouts: dict[str, DatasetLayout] = {}
     fid = h5f.create(os.fsencode(temporary), h5f.ACC_TRUNC, fapl=lists.fapl, fcpl=lists.fcpl)
     try:
         top = h5g.open(fid, b"/")
-        root_header = h5o.get_info(top).addr
         _write_attr(top, fmt.FORMAT_ATTR, fmt.FORMAT_VERSION)
         _write_attr(top, "step", contents.step)
         _write_attr(top, "mode", contents.mode)
@@ -428,9 +395,7 @@ def _write_file(
             _write_attr(top, key, value)
         group = h5g.create(fid, fmt.TENSOR_GROUP.encode("utf-8"), lcpl=lists.lcpl, gcpl=lists.gcpl)
         for name, (array, collections) in contents.entries.items():
-            dataset, chunks = _write_dataset(group, name, array, compression)
-            if compression is None:
-                layouts[name] = _layout(dataset, chunks)
+            dataset, _ = _write_dataset(group, name, array, compression)
             if collections:
                 _write_attr(dataset, fmt.COLLECTIONS_ATTR, ",".join(collections))
             for key, value in contents.tensor_attrs.get(name, {}).items():
@@ -440,22 +405,6 @@ def _write_file(
         top.close()
     finally:
         fid.close()
-    return (root_header, layouts) if compression is None else None
-
-
-def _layout(dataset: Any, chunks: tuple[int, ...] | None) -> DatasetLayout:
-    """Where HDF5 put a dataset: a compact one's object header, a chunked one's chunks."""
-    import h5py
-
-    from .template import DatasetLayout
-
-    if chunks is None:  # the values live in the object header
-        return DatasetLayout(h5py.h5o.get_info(dataset).addr, None, {})
-    offsets: dict[tuple[int, ...], int] = {}
-    for index in range(dataset.get_num_chunks()):
-        info = dataset.get_chunk_info(index)
-        offsets[tuple(info.chunk_offset)] = info.byte_offset
-    return DatasetLayout(None, chunks, offsets)
 
 
 def _write_dataset(

@@ -86,6 +86,11 @@ class BackgroundWriter:
 
     def _write(self) -> None:
         try:
+            # What the first step file would pay (importing the writer, finding HDF5's
+            # lookup3): paid here, while the training thread runs the first step.
+            from ..h5write import warm_up
+
+            warm_up()
             while True:
                 item = self._steps.get()
                 if item is _STOP:

@@ -1,0 +1,414 @@
+"""Step files written without HDF5: the bytes of docs/format.md's layout, laid out in Python.
+
+Writing a step file through HDF5 costs a fixed price per object, tens of
+microseconds per dataset and per attribute, all of it holding the GIL (h5py
+never releases it): for the small tensors of a recorded step that dwarfs the
+bytes themselves, and a recorder's first step files, written through HDF5 on a
+background thread, stalled the training loop for several of its steps. The
+step file's structure is small and fixed (docs/format.md), so it is written
+here directly, as HDF5 itself writes it with ``libver=("v110", "latest")``:
+
+* a version 3 superblock;
+* version 2 object headers, one chunk each, every one checksummed (lookup3);
+* groups with their links in the header (compact storage, any number of links);
+* attributes in the object header: int64, float64, h5py's booleans and
+  fixed-length UTF-8 strings, scalars or 1-D lists;
+* datasets of up to ``COMPACT_BYTES`` compact (the values in the header),
+  larger ones chunked (writer.chunk_shape) with the fletcher32 filter, indexed
+  by a single chunk or a fixed array (itself checksummed), each chunk padded
+  to full size and followed by its checksum, as HDF5 stores it.
+
+HDF5 reads these files like its own (tests/test_h5write.py reads every layout
+back through h5py and compares values, attributes and layouts), and so does
+poorinit/h5direct.py. What this module does not write (compression, a message
+past 64 KiB, a fixed array that would need pages) raises :class:`Unwritable`
+and the writer uses HDF5.
+
+The file goes to the kernel in ``writev`` segments: the metadata, then each
+chunk's values as a view of the caller's array (an edge chunk padded in a
+copy) and its checksum, so a step of hundreds of MiB needs no second copy.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import format as fmt
+from .checksum import chunk_checksum, lookup3
+
+__all__ = ["Unwritable", "write_step_file"]
+
+UNDEFINED = b"\xff" * 8
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# Chunks of a fixed array index up to 2**10 before HDF5 pages its data block.
+PAGE_BITS = 10
+MESSAGE_MAX = 0xFFFF
+# Links one group holds in its header here. HDF5 itself moves a group past
+# eight links to a fractal heap indexed by name; in the header, HDF5 finds a
+# name by scanning, so a group of many thousand tensors (read by name, one by
+# one, by other tools) goes to HDF5 instead.
+MAX_COMPACT_LINKS = 4096
+# Buffers per writev call: POSIX guarantees at least 16, Linux takes 1,024.
+IOV_MAX = 1024
+
+
+class Unwritable(Exception):
+    """The step holds something this module does not write: write it with HDF5."""
+
+
+# -- datatypes, dataspaces, attribute values --
+
+_FLOATS = {2: (0x0F, 16, 10, 5, 10, 15), 4: (0x1F, 32, 23, 8, 23, 127), 8: (0x3F, 64, 52, 11, 52, 1023)}
+
+
+@functools.lru_cache(maxsize=64)
+def _float_type(dtype: np.dtype[Any]) -> bytes:
+    sign, precision, exponent_at, exponent_bits, mantissa_bits, bias = _FLOATS[dtype.itemsize]
+    order = 1 if dtype.byteorder == ">" or (dtype.byteorder == "=" and not _LITTLE) else 0
+    return struct.pack("<BBBBIHHBBBBI", 0x11, 0x20 | order, sign, 0, dtype.itemsize, 0, precision,
+                       exponent_at, exponent_bits, 0, mantissa_bits, bias)  # fmt: skip
+
+
+_LITTLE = np.little_endian
+_INT64 = struct.pack("<BBBBIHH", 0x10, 0x08, 0, 0, 8, 0, 64)
+_INT8 = struct.pack("<BBBBIHH", 0x10, 0x08, 0, 0, 1, 0, 8)
+# h5py's booleans: an int8 enumeration of FALSE = 0 and TRUE = 1 (datatype version 3: names unpadded).
+_BOOL = struct.pack("<BBBBI", 0x38, 2, 0, 0, 1) + _INT8 + b"FALSE\0TRUE\0\x00\x01"
+
+
+def _string_type(size: int) -> bytes:
+    return struct.pack("<BBBBI", 0x13, 0x11, 0, 0, size)  # null-padded, UTF-8
+
+
+@functools.lru_cache(maxsize=4096)
+def _dataspace(shape: tuple[int, ...]) -> bytes:
+    if not shape:
+        return b"\x02\x00\x00\x00"  # scalar
+    dims = struct.pack(f"<{len(shape)}Q", *shape)
+    return struct.pack("<BBBB", 2, len(shape), 1, 1) + dims + dims  # maximum dimensions: the same
+
+
+def _attribute_value(value: Any) -> tuple[bytes, bytes, bytes]:
+    """(datatype, dataspace, data) of an optional attribute's value, as writer._write_attr types it."""
+    if isinstance(value, str):
+        encoded = value.encode("utf-8")
+        size = max(1, len(encoded))
+        return _string_type(size), _dataspace(()), encoded.ljust(size, b"\0")
+    if isinstance(value, (bool, np.bool_)):
+        return _BOOL, _dataspace(()), b"\x01" if value else b"\x00"
+    if isinstance(value, (int, np.integer)):
+        return _INT64, _dataspace(()), np.array(value, dtype="<i8").tobytes()
+    if isinstance(value, (float, np.floating)):
+        return _float_type(np.dtype("<f8")), _dataspace(()), np.array(value, dtype="<f8").tobytes()
+    data = np.asarray(value, dtype="<f8" if any(isinstance(v, float) for v in value) else "<i8")
+    datatype = _float_type(data.dtype) if data.dtype.kind == "f" else _INT64
+    return datatype, _dataspace(data.shape), data.tobytes()
+
+
+def _attribute(name: str, value: Any) -> bytes:
+    """An attribute message (version 3, with its message header) holding ``value``.
+
+    Remembered by name, type and repr (exact for every type written): the same
+    attributes recur at every recorded step."""
+    key = (name, type(value).__name__, repr(value))
+    found = _ATTRIBUTES.get(key)
+    if found is None:
+        if len(_ATTRIBUTES) >= 1 << 14:
+            _ATTRIBUTES.clear()
+        found = _ATTRIBUTES[key] = _encode_attribute(name, value)
+    return found
+
+
+_ATTRIBUTES: dict[tuple[str, str, str], bytes] = {}
+
+
+def _encode_attribute(name: str, value: Any) -> bytes:
+    encoded = name.encode("utf-8") + b"\0"
+    datatype, dataspace, data = _attribute_value(value)
+    return _message(0x0C, struct.pack("<BBHHHB", 3, 0, len(encoded), len(datatype), len(dataspace), 0)
+                    + encoded + datatype + dataspace + data)  # fmt: skip
+
+
+# -- object headers --
+
+
+def _message(kind: int, body: bytes) -> bytes:
+    if len(body) > MESSAGE_MAX:
+        raise Unwritable(f"a header message of {len(body)} bytes")
+    return struct.pack("<BHB", kind, len(body), 0) + body
+
+
+def _width(size: int) -> int:
+    """The object header flags' code for the bytes of its chunk-size field."""
+    return 0 if size < 1 << 8 else 1 if size < 1 << 16 else 2
+
+
+def _header_size(messages: Sequence[bytes]) -> int:
+    size = sum(len(m) for m in messages)
+    return 6 + (1 << _width(size)) + size + 4
+
+
+def _header(messages: Sequence[bytes]) -> bytes:
+    """A version 2 object header of one chunk, without times, checksummed."""
+    body = b"".join(messages)
+    size = len(body)
+    width = _width(size)
+    prefix = b"OHDR\x02" + bytes([width]) + size.to_bytes(1 << width, "little")
+    data = prefix + body
+    return data + lookup3(data).to_bytes(4, "little")
+
+
+_GROUP_INFO = _message(0x0A, b"\x00\x00")
+_LINK_INFO = _message(0x02, b"\x00\x00" + UNDEFINED + UNDEFINED)  # links in the header
+_ATTRIBUTE_INFO = _message(0x15, b"\x00\x00" + UNDEFINED + UNDEFINED)  # attributes in the header
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _link(name: str, address: int) -> bytes:
+    encoded = name.encode("utf-8")
+    width = 0 if len(encoded) < 1 << 8 else 1
+    flags = 0x10 | width  # character set present; the length in 1 or 2 bytes
+    return _message(0x06, bytes([1, flags, 1]) + len(encoded).to_bytes(1 << width, "little") + encoded
+                    + address.to_bytes(8, "little"))  # fmt: skip
+
+
+class _Object:
+    """An object header to be placed: its size is known before the addresses it holds (all 8 bytes wide)."""
+
+    def __init__(self) -> None:
+        self.address = 0
+
+    def size(self) -> int:
+        return _header_size(self.messages())
+
+    def encode(self) -> bytes:
+        return _header(self.messages())
+
+    def messages(self) -> list[bytes]:
+        raise NotImplementedError
+
+
+class _Group(_Object):
+    def __init__(self, attrs: Sequence[bytes] = ()) -> None:
+        super().__init__()
+        self.attrs = list(attrs)
+        self.members: dict[str, _Object] = {}
+
+    def messages(self) -> list[bytes]:
+        if len(self.members) > MAX_COMPACT_LINKS:
+            raise Unwritable(f"a group of {len(self.members)} links")
+        info = [_ATTRIBUTE_INFO, *self.attrs] if self.attrs else []
+        links = [_link(name, member.address) for name, member in self.members.items()]
+        return [_GROUP_INFO, *info, _LINK_INFO, *links]
+
+
+class _Dataset(_Object):
+    def __init__(self, array: np.ndarray, attrs: Sequence[bytes], chunks: tuple[int, ...] | None) -> None:
+        super().__init__()
+        self.array = array
+        self.attrs = list(attrs)
+        self.chunks = chunks  # None: compact
+        self.count = 0 if chunks is None else math.prod(-(-n // c) for n, c in zip(array.shape, chunks, strict=True))
+        self.chunk_bytes = 0 if chunks is None else math.prod(chunks) * array.dtype.itemsize
+        self.index = 0  # where the chunk index (fixed array header) or the single chunk lies
+        self.chunk_addresses: list[int] = []
+        if self.count > 1 << PAGE_BITS:
+            raise Unwritable(f"{self.count} chunks: a paged chunk index")
+
+    def messages(self) -> list[bytes]:
+        array, chunks = self.array, self.chunks
+        if chunks is None:
+            data = array.tobytes()
+            layout = _message(0x08, struct.pack("<BBH", 3, 0, len(data)) + data)
+        else:
+            layout = _chunked_layout(chunks, array.dtype.itemsize, self.count, self.index)
+        return [_dataset_prefix(array.shape, array.dtype, chunks is not None), layout, _ATTRIBUTE_INFO, *self.attrs]
+
+    # -- the fixed array that indexes more than one chunk --
+
+    def _size_width(self) -> int:
+        """Bytes HDF5 gives a filtered chunk's stored size in the index (H5D_FARRAY_FILT_COMPUTE_CHUNK_SIZE_LEN)."""
+        return min(8, 1 + (self.chunk_bytes.bit_length() - 1 + 8) // 8)
+
+    def index_size(self) -> int:
+        if self.count <= 1:
+            return 0
+        element = 8 + self._size_width() + 4
+        return 28 + 14 + self.count * element + 4
+
+    def encode_index(self) -> bytes:
+        width = self._size_width()
+        element = 8 + width + 4
+        header = b"FAHD" + struct.pack("<BBBBQQ", 0, 1, element, PAGE_BITS, self.count, self.index + 28)
+        header += lookup3(header).to_bytes(4, "little")
+        stored = (self.chunk_bytes + 4).to_bytes(width, "little")
+        entries = b"".join(address.to_bytes(8, "little") + stored + b"\0\0\0\0" for address in self.chunk_addresses)
+        block = b"FADB" + struct.pack("<BBQ", 0, 1, self.index) + entries
+        return header + block + lookup3(block).to_bytes(4, "little")
+
+    def chunk_views(self) -> list[Any]:
+        """Each chunk's values in index order (C order over the chunk grid), padded to the full chunk shape."""
+        array, chunks = self.array, self.chunks
+        assert chunks is not None
+        cut = _runs(array.shape, chunks)
+        flat = array.reshape(-1).view(np.uint8)
+        found: list[Any] = []
+        if cut is not None:  # each chunk a run of the C-order bytes: a view, padded in a copy at an edge
+            inner = math.prod(array.shape[cut + 1 :]) * array.dtype.itemsize
+            rows, step = array.shape[cut], chunks[cut]
+            for outer in range(math.prod(array.shape[:cut])):
+                for start in range(0, rows, step):
+                    part = flat[(outer * rows + start) * inner : (outer * rows + min(start + step, rows)) * inner]
+                    found.append(part if part.size == self.chunk_bytes else _padded(part, self.chunk_bytes))
+            return found
+        for corner in np.ndindex(*(-(-n // c) for n, c in zip(array.shape, chunks, strict=True))):
+            origin = [i * c for i, c in zip(corner, chunks, strict=True)]
+            piece = array[tuple(slice(o, o + c) for o, c in zip(origin, chunks, strict=True))]
+            block = np.zeros(chunks, dtype=array.dtype)
+            block[tuple(slice(0, n) for n in piece.shape)] = piece
+            found.append(block.reshape(-1).view(np.uint8))
+        return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _dataset_prefix(shape: tuple[int, ...], dtype: np.dtype[Any], chunked: bool) -> bytes:
+    """A dataset's dataspace, datatype, fill value and (chunked) filter pipeline messages, as HDF5 orders them."""
+    if chunked:  # allocated incrementally; fletcher32
+        fill, pipeline = b"\x03\x0b", _message(0x0B, struct.pack("<BBHHH", 2, 1, 3, 0, 0))
+    else:  # allocated early, fill value written if set
+        fill, pipeline = b"\x03\x09", b""
+    return (_message(0x01, _dataspace(shape)) + _message(0x03, _float_type(dtype)) + _message(0x05, fill)
+            + pipeline)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def _chunked_layout(chunks: tuple[int, ...], itemsize: int, count: int, index: int) -> bytes:
+    """A chunked layout message (version 4): a single chunk's address, stored size and mask, or a fixed array's."""
+    dims = (*chunks, itemsize)
+    width = (max(dims).bit_length() - 1 + 8) // 8
+    encoded = b"".join(d.to_bytes(width, "little") for d in dims)
+    head = struct.pack("<BBBBB", 4, 2, 0x02 if count == 1 else 0, len(dims), width) + encoded
+    if count == 1:  # a single chunk: its stored size and filter mask are in the layout
+        return _message(0x08, head + struct.pack("<BQIQ", 1, math.prod(chunks) * itemsize + 4, 0, index))
+    return _message(0x08, head + struct.pack("<BBQ", 3, PAGE_BITS, index))
+
+
+def _padded(part: np.ndarray, size: int) -> np.ndarray:
+    body = np.zeros(size, dtype=np.uint8)
+    body[: part.size] = part
+    return body
+
+
+def _runs(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
+    from .writer import _runs as runs
+
+    return runs(shape, chunks)
+
+
+# -- the file --
+
+
+def warm_up() -> None:
+    """Pay once what the first step file would: HDF5's lookup3 found, the writer's helpers imported."""
+    from . import writer  # noqa: F401  (chunk_shape, _runs)
+    from .checksum import lookup3_function
+
+    lookup3_function()
+
+
+def write_step_file(
+    path: str | os.PathLike[str],
+    root_attrs: Mapping[str, Any],
+    entries: Mapping[str, tuple[np.ndarray, Sequence[str]]],
+    tensor_attrs: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Write a new step file at ``path``: ``root_attrs`` in order (the required ones first),
+    each tensor below /tensors with its ``collections`` and attributes."""
+    from .writer import chunk_shape
+
+    root = _Group([_attribute(key, value) for key, value in root_attrs.items()])
+    tensors = _Group()
+    root.members[fmt.TENSOR_GROUP] = tensors
+    groups: list[_Group] = [root, tensors]
+    datasets: list[_Dataset] = []
+    for name, (array, collections) in entries.items():
+        array = np.ascontiguousarray(array)
+        attrs = [_attribute(fmt.COLLECTIONS_ATTR, ",".join(collections))] if collections else []
+        attrs.extend(_attribute(key, value) for key, value in tensor_attrs.get(name, {}).items())
+        chunks = None if array.nbytes <= fmt.COMPACT_BYTES else chunk_shape(array.shape, array.dtype.itemsize)
+        *parents, leaf = name.split("/")
+        group = tensors
+        for part in parents:  # intermediate groups, as HDF5 makes them for a path
+            found = group.members.get(part)
+            if found is None:
+                found = group.members[part] = _Group()
+                groups.append(found)
+            if not isinstance(found, _Group):
+                raise Unwritable(f"{part!r} is both a tensor and a group")
+            group = found
+        if leaf in group.members:
+            raise Unwritable(f"{name!r} names a group")
+        dataset = group.members[leaf] = _Dataset(array, attrs, chunks)
+        datasets.append(dataset)
+
+    # Place the headers, then the chunk indexes, then the chunks; then encode with the addresses known.
+    position = 48
+    for obj in (*groups, *datasets):
+        obj.address = position
+        position += obj.size()
+    for dataset in datasets:
+        size = dataset.index_size()
+        if size:
+            dataset.index = position
+            position += size
+    chunked: list[tuple[_Dataset, list[Any]]] = []
+    for dataset in datasets:
+        if dataset.chunks is None or not dataset.count:
+            continue
+        views = dataset.chunk_views()
+        dataset.chunk_addresses = [position + k * (dataset.chunk_bytes + 4) for k in range(len(views))]
+        if dataset.count == 1:
+            dataset.index = dataset.chunk_addresses[0]
+        position += len(views) * (dataset.chunk_bytes + 4)
+        chunked.append((dataset, views))
+    end = position
+
+    superblock = (SIGNATURE + struct.pack("<BBBB", 3, 8, 8, 0) + b"\0" * 8  # base address 0
+                  + UNDEFINED + struct.pack("<QQ", end, root.address))  # no extension; end of file, root group
+    metadata = [superblock + lookup3(superblock).to_bytes(4, "little")]
+    metadata.extend(obj.encode() for obj in (*groups, *datasets))
+    metadata.extend(dataset.encode_index() for dataset in datasets if dataset.index_size())
+    segments: list[Any] = [b"".join(metadata)]
+    for _, views in chunked:
+        for view in views:
+            segments.append(view)
+            segments.append(chunk_checksum(view))
+    _write(path, segments, end)
+
+
+def _write(path: str | os.PathLike[str], segments: list[Any], size: int) -> None:
+    # 0o666 less the umask: the permissions HDF5 gives the files it creates.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        written = 0
+        writev = getattr(os, "writev", None)
+        for first in range(0, len(segments), IOV_MAX):
+            batch = segments[first : first + IOV_MAX]
+            total = sum(memoryview(s).nbytes for s in batch)
+            done = writev(descriptor, batch) if writev is not None else 0
+            if done < total:  # no writev, or a short write: the rest in one buffer
+                rest = memoryview(b"".join(bytes(memoryview(s)) for s in batch))[done:]
+                while rest:
+                    rest = rest[os.write(descriptor, rest) :]
+            written += total
+        if written != size:
+            raise AssertionError(f"wrote {written} bytes of a {size}-byte step file")
+    finally:
+        os.close(descriptor)
