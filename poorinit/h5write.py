@@ -221,6 +221,10 @@ class _Dataset(_Object):
         self.chunk_addresses: list[int] = []
         if self.count > 1 << PAGE_BITS:
             raise Unwritable(f"{self.count} chunks: a paged chunk index")
+        if array.ndim > 32:
+            raise Unwritable(f"{array.ndim} dimensions: HDF5 refuses more than 32")
+        if chunks is not None and _runs(array.shape, chunks) is None:
+            raise Unwritable("chunks that are not runs of the C-order array")
 
     def messages(self) -> list[bytes]:
         array, chunks = self.array, self.chunks
@@ -254,26 +258,20 @@ class _Dataset(_Object):
         return header + block + lookup3(block).to_bytes(4, "little")
 
     def chunk_views(self) -> list[Any]:
-        """Each chunk's values in index order (C order over the chunk grid), padded to the full chunk shape."""
+        """Each chunk's values in index order (C order over the chunk grid): a run of the C-order
+        bytes, as writer.chunk_shape cuts them, padded in a copy at an edge."""
         array, chunks = self.array, self.chunks
         assert chunks is not None
         cut = _runs(array.shape, chunks)
+        assert cut is not None  # checked when the dataset was made
         flat = array.reshape(-1).view(np.uint8)
+        inner = math.prod(array.shape[cut + 1 :]) * array.dtype.itemsize
+        rows, step = array.shape[cut], chunks[cut]
         found: list[Any] = []
-        if cut is not None:  # each chunk a run of the C-order bytes: a view, padded in a copy at an edge
-            inner = math.prod(array.shape[cut + 1 :]) * array.dtype.itemsize
-            rows, step = array.shape[cut], chunks[cut]
-            for outer in range(math.prod(array.shape[:cut])):
-                for start in range(0, rows, step):
-                    part = flat[(outer * rows + start) * inner : (outer * rows + min(start + step, rows)) * inner]
-                    found.append(part if part.size == self.chunk_bytes else _padded(part, self.chunk_bytes))
-            return found
-        for corner in np.ndindex(*(-(-n // c) for n, c in zip(array.shape, chunks, strict=True))):
-            origin = [i * c for i, c in zip(corner, chunks, strict=True)]
-            piece = array[tuple(slice(o, o + c) for o, c in zip(origin, chunks, strict=True))]
-            block = np.zeros(chunks, dtype=array.dtype)
-            block[tuple(slice(0, n) for n in piece.shape)] = piece
-            found.append(block.reshape(-1).view(np.uint8))
+        for outer in range(math.prod(array.shape[:cut])):
+            for start in range(0, rows, step):
+                part = flat[(outer * rows + start) * inner : (outer * rows + min(start + step, rows)) * inner]
+                found.append(part if part.size == self.chunk_bytes else _padded(part, self.chunk_bytes))
         return found
 
 
