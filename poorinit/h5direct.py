@@ -458,8 +458,11 @@ def _filters(body: bytes) -> list[int]:
     return found
 
 
-@functools.lru_cache(maxsize=1024)
 def _dataspace(body: bytes) -> tuple[int, ...]:
+    return _short_dataspace(body) if len(body) <= SHORT_ATTRIBUTE else _read_dataspace(body)
+
+
+def _read_dataspace(body: bytes) -> tuple[int, ...]:
     version, rank, flags = body[0], body[1], body[2]
     if version == 1:
         kind, position = (1 if rank else 0), 8
@@ -475,9 +478,12 @@ def _dataspace(body: bytes) -> tuple[int, ...]:
 _IEEE = {2: (16, 10, 5, 10, 15), 4: (32, 23, 8, 23, 127), 8: (64, 52, 11, 52, 1023)}
 
 
-@functools.lru_cache(maxsize=1024)
 def _datatype(body: bytes) -> tuple[np.dtype[Any], int]:
-    """The numpy dtype h5py reads a datatype as, and the bytes of its description."""
+    """The numpy dtype h5py reads a datatype as, and the bytes of its description (short ones remembered)."""
+    return _short_datatype(body) if len(body) <= SHORT_ATTRIBUTE else _read_datatype(body)
+
+
+def _read_datatype(body: bytes) -> tuple[np.dtype[Any], int]:
     kind, version = body[0] & 0x0F, body[0] >> 4
     bits = body[1] | body[2] << 8 | body[3] << 16
     size = _u32(body, 4)[0]
@@ -512,12 +518,20 @@ def _datatype(body: bytes) -> tuple[np.dtype[Any], int]:
     raise NotDirect(f"datatype class {kind}")
 
 
-@functools.lru_cache(maxsize=4096)
 def _attribute(body: bytes) -> tuple[bytes, np.ndarray]:
-    """(name, value) of an attribute message stored in its object header.
+    """(name, value) of an attribute message stored in its object header, read-only.
 
-    Remembered by its bytes (the same collections, mode and format recur in
-    every step file of every trial), so the value is read-only."""
+    A short one is remembered by its bytes: the same collections, mode and
+    format recur in every step file of every trial. A long one is not, so
+    that no file can fill the memory of a scan with its attributes."""
+    return _short_attribute(body) if len(body) <= SHORT_ATTRIBUTE else _read_attribute(body)
+
+
+# Attribute messages up to this size are remembered (at most 4,096 of them: 2 MiB).
+SHORT_ATTRIBUTE = 512
+
+
+def _read_attribute(body: bytes) -> tuple[bytes, np.ndarray]:
     version, flags = body[0], body[1]
     _need(version in (1, 2, 3) and not flags, "a shared or unknown attribute encoding")
     name_size, type_size, space_size = struct.unpack_from("<HHH", body, 2)
@@ -542,3 +556,9 @@ def _attribute(body: bytes) -> tuple[bytes, np.ndarray]:
         _need(bool(np.all(raw <= 1)), "a boolean attribute holding another value")
     value = np.frombuffer(data, dtype=dtype).reshape(shape)  # read-only: a view of immutable bytes
     return name[:-1], value
+
+
+# Remembered by their bytes, short ones only: the same recur in every step file, and no file can fill memory with them.
+_short_attribute = functools.lru_cache(maxsize=4096)(_read_attribute)
+_short_dataspace = functools.lru_cache(maxsize=1024)(_read_dataspace)
+_short_datatype = functools.lru_cache(maxsize=1024)(_read_datatype)

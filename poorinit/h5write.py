@@ -120,9 +120,11 @@ def _attribute(name: str, value: Any) -> bytes:
     key = (name, type(value).__name__, repr(value))
     found = _ATTRIBUTES.get(key)
     if found is None:
-        if len(_ATTRIBUTES) >= 1 << 14:
-            _ATTRIBUTES.clear()
-        found = _ATTRIBUTES[key] = _encode_attribute(name, value)
+        found = _encode_attribute(name, value)
+        if len(found) <= 512:  # long values (a note of kilobytes) are not kept: memory stays bounded
+            if len(_ATTRIBUTES) >= 1 << 12:
+                _ATTRIBUTES.clear()
+            _ATTRIBUTES[key] = found
     return found
 
 
@@ -170,13 +172,20 @@ _LINK_INFO = _message(0x02, b"\x00\x00" + UNDEFINED + UNDEFINED)  # links in the
 _ATTRIBUTE_INFO = _message(0x15, b"\x00\x00" + UNDEFINED + UNDEFINED)  # attributes in the header
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def _link(name: str, address: int) -> bytes:
+    """A hard link message (version 1, UTF-8 name); short names' messages are remembered."""
+    return _short_link(name, address) if len(name) <= 256 else _encode_link(name, address)
+
+
+def _encode_link(name: str, address: int) -> bytes:
     encoded = name.encode("utf-8")
     width = 0 if len(encoded) < 1 << 8 else 1
     flags = 0x10 | width  # character set present; the length in 1 or 2 bytes
     return _message(0x06, bytes([1, flags, 1]) + len(encoded).to_bytes(1 << width, "little") + encoded
                     + address.to_bytes(8, "little"))  # fmt: skip
+
+
+_short_link = functools.lru_cache(maxsize=1 << 14)(_encode_link)
 
 
 class _Object:

@@ -274,3 +274,15 @@ def test_a_flipped_chunk_byte_exits_2_naming_the_tensor_on_both_paths(tmp_path, 
     done = subprocess.run([sys.executable, "-m", "poorinit", "analyze", str(tmp_path / "t")], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "net.relu_input" in done.stderr and "fletcher32" in done.stderr
+
+
+def test_long_attributes_datatypes_and_dataspaces_are_not_remembered(tmp_path):
+    """The reader remembers short attribute messages by their bytes; a file of long ones cannot fill its memory."""
+    from poorinit import h5direct
+
+    trial = write(tmp_path, "t", gradients={"w": values(4)}, attrs={"w": {"note": "x" * 5_000}})
+    h5direct._short_attribute.cache_clear()
+    with DirectStepReader(trial.files[0]) as reader:
+        assert reader.tensor("w").attrs["note"] == "x" * 5_000
+    remembered = h5direct._short_attribute.cache_info().currsize
+    assert remembered == 5  # the short ones (format, step, mode, worker, collections), not the note

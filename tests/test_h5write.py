@@ -222,3 +222,13 @@ def test_chunk_checksum_is_the_filters() -> None:
     body[0] = 1
     sum2, sum1 = divmod(int.from_bytes(chunk_checksum(body), "little"), 1 << 16)
     assert 0 < sum1 <= 65535 and 0 < sum2 <= 65535
+
+
+def test_long_attribute_values_are_not_remembered(tmp_path: Path) -> None:
+    """Encoded attributes are kept for reuse only when short: a step of long notes cannot grow the writer's memory."""
+    writer = TrialWriter(tmp_path / "t", fsync=False)
+    for step in range(3):
+        writer.write_step(step, gradients={"w": np.ones(4, np.float32)}, attrs={"w": {"note": f"{step}" * 5_000}})
+    assert not [key for key in h5write._ATTRIBUTES if key[0] == "note"]
+    writer.write_step(3, gradients={"w": np.ones(4, np.float32)}, attrs={"w": {"note": "short"}})
+    assert ("note", "str", "'short'") in h5write._ATTRIBUTES
