@@ -226,6 +226,7 @@ def test_chunk_checksum_is_the_filters() -> None:
 
 def test_long_attribute_values_are_not_remembered(tmp_path: Path) -> None:
     """Encoded attributes are kept for reuse only when short: a step of long notes cannot grow the writer's memory."""
+    h5write._ATTRIBUTES.clear()  # what other tests wrote before
     writer = TrialWriter(tmp_path / "t", fsync=False)
     for step in range(3):
         writer.write_step(step, gradients={"w": np.ones(4, np.float32)}, attrs={"w": {"note": f"{step}" * 5_000}})
