@@ -100,6 +100,18 @@ def step_file_keys(names: Iterable[str]) -> list[tuple[int, str, int, str]]:
     return keys
 
 
+def chunk_axis(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
+    """The axis chunks cut, when each chunk is a run of the C-order array (extent 1 on
+    the axes before it, the full extent after it, as TrialWriter cuts them); else None.
+
+    The writers lay chunks out by it and the readers read them raw by it, so both
+    agree on which chunks are runs and in which order their bytes come."""
+    axis = next((a for a, extent in enumerate(chunks) if extent != 1), len(shape) - 1)
+    if any(chunks[a] != shape[a] for a in range(axis + 1, len(shape))):
+        return None
+    return axis
+
+
 def parse_step_file_name(path: Path) -> StepFile | None:
     """The StepFile a name denotes, or None for any other file (ignored by readers)."""
     match = STEP_FILE_RE.match(path.name)

@@ -76,13 +76,12 @@ class Dataset:
     first use by :meth:`DirectFile.chunks`.
     """
 
-    __slots__ = ("address", "shape", "dtype", "attrs", "compact", "chunk_shape", "filtered", "index")
+    __slots__ = ("shape", "dtype", "attrs", "compact", "chunk_shape", "filtered", "index")
     index: Any  # ("single", ...) or ("fixed", ...) as parsed; the chunks by offset once read (DirectFile.chunks)
 
-    def __init__(self, address: int, shape: tuple[int, ...], dtype: np.dtype[Any], attrs: dict[bytes, np.ndarray],
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any], attrs: dict[bytes, np.ndarray],
                  compact: bytes | None, chunk_shape: tuple[int, ...] | None, filtered: bool,
                  index: tuple[Any, ...] | None) -> None:  # fmt: skip
-        self.address = address
         self.shape = shape
         self.dtype = dtype
         self.attrs = attrs
@@ -227,16 +226,16 @@ class DirectFile:
             return Group(address, links, attrs)
         if space is None or dtype is None or layout is None:
             raise NotDirect("an object that is neither group nor dataset")
-        return self._dataset(address, space, dtype, attrs, layout, filters, fill_flags)
+        return self._dataset(space, dtype, attrs, layout, filters, fill_flags)
 
-    def _dataset(self, address: int, shape: tuple[int, ...], dtype: np.dtype[Any], attrs: dict[bytes, np.ndarray],
-                 layout: bytes, filters: list[int], fill_flags: int) -> Dataset:  # fmt: skip
+    def _dataset(self, shape: tuple[int, ...], dtype: np.dtype[Any], attrs: dict[bytes, np.ndarray], layout: bytes,
+                 filters: list[int], fill_flags: int) -> Dataset:  # fmt: skip
         _need(layout[0] in (3, 4), "a layout message other than version 3 or 4")
         size = math.prod(shape) * dtype.itemsize
         if layout[1] == 0:  # compact
             length = _u16(layout, 2)[0]
             _need(length == size and not filters, "compact data of another size")
-            return Dataset(address, shape, dtype, attrs, layout[4 : 4 + length], None, False, None)
+            return Dataset(shape, dtype, attrs, layout[4 : 4 + length], None, False, None)
         _need(layout[1] == 2 and layout[0] == 4, "a layout other than compact or chunked (version 4)")
         _need(filters in ([], [FLETCHER32]), "a filter other than fletcher32")
         # Storage allocated early reads back as its fill value where never written: HDF5 tells that apart.
@@ -260,7 +259,7 @@ class DirectFile:
             index = ("fixed", _u64(layout, position + 1)[0])
         else:
             raise NotDirect(f"chunk index type {kind}")
-        return Dataset(address, shape, dtype, attrs, None, tuple(dims[:-1]), bool(filters), index)
+        return Dataset(shape, dtype, attrs, None, tuple(dims[:-1]), bool(filters), index)
 
     def chunks(self, dataset: Dataset) -> dict[tuple[int, ...], tuple[int, int, int]]:
         """Each chunk's logical offset mapped to (file offset, bytes stored, filter mask)."""

@@ -232,7 +232,7 @@ class _Dataset(_Object):
             raise Unwritable(f"{self.count} chunks: a paged chunk index")
         if array.ndim > 32:
             raise Unwritable(f"{array.ndim} dimensions: HDF5 refuses more than 32")
-        if chunks is not None and _runs(array.shape, chunks) is None:
+        if chunks is not None and fmt.chunk_axis(array.shape, chunks) is None:
             raise Unwritable("chunks that are not runs of the C-order array")
 
     def messages(self) -> list[bytes]:
@@ -271,7 +271,7 @@ class _Dataset(_Object):
         bytes, as writer.chunk_shape cuts them, padded in a copy at an edge."""
         array, chunks = self.array, self.chunks
         assert chunks is not None
-        cut = _runs(array.shape, chunks)
+        cut = fmt.chunk_axis(array.shape, chunks)
         assert cut is not None  # checked when the dataset was made
         flat = array.reshape(-1).view(np.uint8)
         inner = math.prod(array.shape[cut + 1 :]) * array.dtype.itemsize
@@ -313,18 +313,12 @@ def _padded(part: np.ndarray, size: int) -> np.ndarray:
     return body
 
 
-def _runs(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
-    from .writer import _runs as runs
-
-    return runs(shape, chunks)
-
-
 # -- the file --
 
 
 def warm_up() -> None:
     """Pay once what the first step file would: HDF5's lookup3 found, the writer's helpers imported."""
-    from . import writer  # noqa: F401  (chunk_shape, _runs)
+    from . import writer  # noqa: F401  (chunk_shape)
     from .checksum import lookup3_function
 
     lookup3_function()

@@ -357,7 +357,7 @@ class DatasetTensor:
         filters = [plist.get_filter(index)[0] for index in range(plist.get_nfilters())]
         if filters not in ([], [h5py.h5z.FILTER_FLETCHER32]):
             return None
-        axis = chunk_axis(self.shape, chunks)
+        axis = fmt.chunk_axis(self.shape, chunks)
         return None if axis is None else (axis, bool(filters))
 
     def blocks_into(self, out: np.ndarray) -> Iterator[np.ndarray] | None:
@@ -545,15 +545,6 @@ def _h5_reason(error: BaseException) -> str:
         if depth == 0:
             return text[index + 1 : -1]
     return text or type(error).__name__
-
-
-def chunk_axis(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
-    """The axis chunks cut, when each chunk is a run of the C-order array (extent 1 on
-    the axes before it, the full extent after it, as TrialWriter cuts them); else None."""
-    axis = next((a for a, extent in enumerate(chunks) if extent != 1), len(shape) - 1)
-    if any(chunks[a] != shape[a] for a in range(axis + 1, len(shape))):
-        return None
-    return axis
 
 
 def _where(source: str) -> Path | str:
@@ -1212,7 +1203,6 @@ class DirectStepReader(StepReader):
         from .h5direct import Dataset, DirectFile, Group, NotDirect
 
         self.step_file = step_file
-        self._datasets = {}
         path = step_file.path
         self._fd, self._opened = _open_step_file(path)
         try:
@@ -1287,7 +1277,7 @@ class DirectStepReader(StepReader):
         count = math.prod(-(-n // c) for n, c in zip(dataset.shape, dataset.chunk_shape, strict=True))
         if count > MAX_CHUNKS or math.prod(dataset.chunk_shape) * dataset.dtype.itemsize > MAX_CHUNK_BYTES:
             raise NotDirect("chunks past a budget")
-        if chunk_axis(dataset.shape, dataset.chunk_shape) is None:
+        if fmt.chunk_axis(dataset.shape, dataset.chunk_shape) is None:
             raise NotDirect("chunks that are not runs of the array")
         dataset.index = file.chunks(dataset)
 
@@ -1354,7 +1344,7 @@ class DirectTensor(DatasetTensor):
     def _raw_layout(self) -> tuple[int, bool] | None:
         if self._chunks is None or not self.size:
             return None
-        return chunk_axis(self.shape, self._chunks), self._direct.filtered  # type: ignore[return-value]
+        return fmt.chunk_axis(self.shape, self._chunks), self._direct.filtered  # type: ignore[return-value]
 
     def _chunk_info(self, dsid: Any, coordinate: tuple[int, ...]) -> tuple[int | None, int, int]:
         found = self._direct.index.get(coordinate)

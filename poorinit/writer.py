@@ -214,10 +214,8 @@ class TrialWriter:
         if self.compression is None:
             from .h5write import Unwritable, write_step_file
 
-            required = {fmt.FORMAT_ATTR: fmt.FORMAT_VERSION, "step": contents.step, "mode": contents.mode,
-                        "worker": contents.worker}  # fmt: skip
             try:
-                write_step_file(temporary, {**required, **contents.root}, contents.entries, contents.tensor_attrs)
+                write_step_file(temporary, contents.root_attributes(), contents.entries, contents.tensor_attrs)
                 return
             except Unwritable:
                 _remove(temporary)
@@ -377,6 +375,11 @@ class _Contents:
     entries: Mapping[str, tuple[np.ndarray, list[str]]]
     tensor_attrs: Mapping[str, Mapping[str, AttrValue]]
 
+    def root_attributes(self) -> dict[str, AttrValue]:
+        """The root group's attributes in the order written: the required ones, then the optional."""
+        return {fmt.FORMAT_ATTR: fmt.FORMAT_VERSION, "step": self.step, "mode": self.mode, "worker": self.worker,
+                **self.root}  # fmt: skip
+
 
 def _write_file(temporary: Path, contents: _Contents, compression: str | None) -> None:
     """Write the step file through HDF5."""
@@ -387,15 +390,11 @@ def _write_file(temporary: Path, contents: _Contents, compression: str | None) -
     fid = h5f.create(os.fsencode(temporary), h5f.ACC_TRUNC, fapl=lists.fapl, fcpl=lists.fcpl)
     try:
         top = h5g.open(fid, b"/")
-        _write_attr(top, fmt.FORMAT_ATTR, fmt.FORMAT_VERSION)
-        _write_attr(top, "step", contents.step)
-        _write_attr(top, "mode", contents.mode)
-        _write_attr(top, "worker", contents.worker)
-        for key, value in contents.root.items():
+        for key, value in contents.root_attributes().items():
             _write_attr(top, key, value)
         group = h5g.create(fid, fmt.TENSOR_GROUP.encode("utf-8"), lcpl=lists.lcpl, gcpl=lists.gcpl)
         for name, (array, collections) in contents.entries.items():
-            dataset, _ = _write_dataset(group, name, array, compression)
+            dataset = _write_dataset(group, name, array, compression)
             if collections:
                 _write_attr(dataset, fmt.COLLECTIONS_ATTR, ",".join(collections))
             for key, value in contents.tensor_attrs.get(name, {}).items():
@@ -407,12 +406,10 @@ def _write_file(temporary: Path, contents: _Contents, compression: str | None) -
         fid.close()
 
 
-def _write_dataset(
-    group: Any, name: str, array: np.ndarray, compression: str | None = None
-) -> tuple[Any, tuple[int, ...] | None]:
+def _write_dataset(group: Any, name: str, array: np.ndarray, compression: str | None = None) -> Any:
     """Create and fill one dataset; compact up to ``COMPACT_BYTES``, else chunked with fletcher32.
 
-    Returns the dataset and its chunk shape (None when compact).
+    Returns the dataset, open.
     """
     import h5py
 
@@ -428,26 +425,12 @@ def _write_dataset(
         dcpl = _chunked_dcpl(chunks, compression)
     space = lists.scalar if array.ndim == 0 else h5s.create_simple(array.shape)
     dataset = h5py.h5d.create(group, name.encode("utf-8"), _data_type(array.dtype), space, dcpl=dcpl, lcpl=lists.lcpl)
-    cut = _runs(array.shape, chunks) if array.nbytes > fmt.COMPACT_BYTES and compression is None else None
+    cut = fmt.chunk_axis(array.shape, chunks) if array.nbytes > fmt.COMPACT_BYTES and compression is None else None
     if cut is not None:
         _write_chunks(dataset, array, chunks, cut)
     elif array.size:
         dataset.write(h5s.ALL, h5s.ALL, array)
-    return dataset, None if dcpl is lists.compact else chunks
-
-
-def _runs(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int | None:
-    """The axis the chunks cut when each chunk is a run of the C-order array, else None.
-
-    A run: the axes before the cut have chunks of 1, the axes after it are whole.
-    ``chunk_shape`` makes such chunks; the check keeps ``_write_chunks`` honest
-    if it ever changes. Whole arrays (one chunk) are cut at axis 0.
-    """
-    cut = max((axis for axis, (n, c) in enumerate(zip(shape, chunks, strict=True)) if c < n), default=0)
-    if (all(c == 1 for c in chunks[:cut])
-            and all(c == n for n, c in zip(shape[cut + 1 :], chunks[cut + 1 :], strict=True))):
-        return cut
-    return None
+    return dataset
 
 
 def _write_chunks(dataset: Any, array: np.ndarray, chunks: tuple[int, ...], cut: int) -> None:
@@ -460,7 +443,7 @@ def _write_chunks(dataset: Any, array: np.ndarray, chunks: tuple[int, ...], cut:
     filter would write (tests/test_writer_and_trial.py compares them), and
     every reader verifies them as it verifies any fletcher32 chunk. Chunks are
     runs of the C-order array (``chunk_shape`` cuts the leading axes), so each
-    is one slice (``cut``: the axis they cut, from ``_runs``); an edge chunk
+    is one slice (``cut``: the axis they cut, ``format.chunk_axis``); an edge chunk
     is padded with zeros to the full chunk size, as HDF5 stores it.
     """
     from .checksum import chunk_checksum
