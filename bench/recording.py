@@ -111,19 +111,22 @@ def train(
 
 
 class _Discarding:
-    """Takes a recorded step and writes nothing: what is left is the recorder's work on the training thread."""
+    """Takes a recorded step as the background writer does, and drops it: no file, no attention logits
+    formed (the writer thread's work); what is left is the recorder's work on the training thread."""
+
+    broken = False
 
     def write_step(self, step: int, **groups: object) -> None:
         pass
 
-    def close(self) -> None:
+    def join(self) -> None:
         pass
 
 
 def discarding_recorder(model: nn.Module, path: Path, steps: int) -> Recorder:
     """A Recorder whose steps are gathered (hooks, function mode, copies) and then dropped unwritten."""
     rec = Recorder(model, path, steps=steps, background=False)
-    rec.writer = _Discarding()  # type: ignore[assignment]
+    rec._background = _Discarding()  # type: ignore[assignment]
     return rec
 
 

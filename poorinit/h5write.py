@@ -35,13 +35,16 @@ import functools
 import math
 import os
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import format as fmt
-from .checksum import chunk_checksum, lookup3
+from .checksum import chunk_checksum_function, lookup3
 
 __all__ = ["Unwritable", "write_step_file"]
 
@@ -210,39 +213,58 @@ class _Group(_Object):
         self.attrs = list(attrs)
         self.members: dict[str, _Object] = {}
 
-    def messages(self) -> list[bytes]:
+    def head(self) -> list[bytes]:
+        """The messages before the attributes."""
+        return [_GROUP_INFO, _ATTRIBUTE_INFO] if self.attrs else [_GROUP_INFO]
+
+    def tail(self) -> bytes:
+        """The messages after the attributes: the links."""
         if len(self.members) > MAX_COMPACT_LINKS:
             raise Unwritable(f"a group of {len(self.members)} links")
-        info = [_ATTRIBUTE_INFO, *self.attrs] if self.attrs else []
-        links = [_link(name, member.address) for name, member in self.members.items()]
-        return [_GROUP_INFO, *info, _LINK_INFO, *links]
+        return _LINK_INFO + b"".join(_link(name, member.address) for name, member in self.members.items())
+
+    def messages(self) -> list[bytes]:
+        return [*self.head(), *self.attrs, self.tail()]
 
 
 class _Dataset(_Object):
-    def __init__(self, array: np.ndarray, attrs: Sequence[bytes], chunks: tuple[int, ...] | None) -> None:
+    """A dataset's header (and chunk index) by shape and dtype: the values come at writing."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any], attrs: Sequence[bytes]) -> None:
         super().__init__()
-        self.array = array
-        self.attrs = list(attrs)
+        from .writer import chunk_shape
+
+        self.shape, self.dtype, self.attrs = shape, dtype, list(attrs)
+        self.nbytes = math.prod(shape) * dtype.itemsize
+        chunks = None if self.nbytes <= fmt.COMPACT_BYTES else chunk_shape(shape, dtype.itemsize)
         self.chunks = chunks  # None: compact
-        self.count = 0 if chunks is None else math.prod(-(-n // c) for n, c in zip(array.shape, chunks, strict=True))
-        self.chunk_bytes = 0 if chunks is None else math.prod(chunks) * array.dtype.itemsize
+        self.count = 0 if chunks is None else math.prod(-(-n // c) for n, c in zip(shape, chunks, strict=True))
+        self.chunk_bytes = 0 if chunks is None else math.prod(chunks) * dtype.itemsize
         self.index = 0  # where the chunk index (fixed array header) or the single chunk lies
         self.chunk_addresses: list[int] = []
         if self.count > 1 << PAGE_BITS:
             raise Unwritable(f"{self.count} chunks: a paged chunk index")
-        if array.ndim > 32:
-            raise Unwritable(f"{array.ndim} dimensions: HDF5 refuses more than 32")
-        if chunks is not None and fmt.chunk_axis(array.shape, chunks) is None:
+        if len(shape) > 32:
+            raise Unwritable(f"{len(shape)} dimensions: HDF5 refuses more than 32")
+        if chunks is not None and fmt.chunk_axis(shape, chunks) is None:
             raise Unwritable("chunks that are not runs of the C-order array")
 
+    def head(self) -> bytes:
+        """The messages before a compact dataset's values."""
+        layout = struct.pack("<BHBBBH", 0x08, 4 + self.nbytes, 0, 3, 0, self.nbytes)  # version 3, compact
+        return _dataset_prefix(self.shape, self.dtype, False) + layout
+
+    def tail(self) -> bytes:
+        """The messages after a compact dataset's values: its attributes."""
+        return b"".join((_ATTRIBUTE_INFO, *self.attrs))
+
     def messages(self) -> list[bytes]:
-        array, chunks = self.array, self.chunks
-        if chunks is None:
-            data = array.tobytes()
-            layout = _message(0x08, struct.pack("<BBH", 3, 0, len(data)) + data)
-        else:
-            layout = _chunked_layout(chunks, array.dtype.itemsize, self.count, self.index)
-        return [_dataset_prefix(array.shape, array.dtype, chunks is not None), layout, _ATTRIBUTE_INFO, *self.attrs]
+        if self.chunks is None:  # the values' bytes come at writing: zeros hold their place
+            if self.nbytes + 4 > MESSAGE_MAX:
+                raise Unwritable(f"a header message of {self.nbytes + 4} bytes")
+            return [self.head(), bytes(self.nbytes), self.tail()]
+        layout = _chunked_layout(self.chunks, self.dtype.itemsize, self.count, self.index)
+        return [_dataset_prefix(self.shape, self.dtype, True), layout, _ATTRIBUTE_INFO, *self.attrs]
 
     # -- the fixed array that indexes more than one chunk --
 
@@ -266,22 +288,20 @@ class _Dataset(_Object):
         block = b"FADB" + struct.pack("<BBQ", 0, 1, self.index) + entries
         return header + block + lookup3(block).to_bytes(4, "little")
 
-    def chunk_views(self) -> list[Any]:
-        """Each chunk's values in index order (C order over the chunk grid): a run of the C-order
-        bytes, as writer.chunk_shape cuts them, padded in a copy at an edge."""
-        array, chunks = self.array, self.chunks
+    def chunk_ranges(self) -> tuple[tuple[int, int], ...]:
+        """Each chunk's values in index order (C order over the chunk grid), as a range of the
+        C-order bytes: a run, as writer.chunk_shape cuts them (padded at writing where short)."""
+        chunks = self.chunks
         assert chunks is not None
-        cut = fmt.chunk_axis(array.shape, chunks)
+        cut = fmt.chunk_axis(self.shape, chunks)
         assert cut is not None  # checked when the dataset was made
-        flat = array.reshape(-1).view(np.uint8)
-        inner = math.prod(array.shape[cut + 1 :]) * array.dtype.itemsize
-        rows, step = array.shape[cut], chunks[cut]
-        found: list[Any] = []
-        for outer in range(math.prod(array.shape[:cut])):
-            for start in range(0, rows, step):
-                part = flat[(outer * rows + start) * inner : (outer * rows + min(start + step, rows)) * inner]
-                found.append(part if part.size == self.chunk_bytes else _padded(part, self.chunk_bytes))
-        return found
+        inner = math.prod(self.shape[cut + 1 :]) * self.dtype.itemsize
+        rows, step = self.shape[cut], chunks[cut]
+        return tuple(
+            ((outer * rows + start) * inner, (outer * rows + min(start + step, rows)) * inner)
+            for outer in range(math.prod(self.shape[:cut]))
+            for start in range(0, rows, step)
+        )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -313,11 +333,132 @@ def _padded(part: np.ndarray, size: int) -> np.ndarray:
     return body
 
 
-# -- the file --
+# -- the layout of a step file, and the file --
+
+# What a step file's layout depends on: the lengths of the root's attribute
+# messages, and each tensor's name, shape, dtype and attribute messages, in order.
+_Key = tuple[tuple[int, ...], tuple[tuple[str, tuple[int, ...], str, tuple[bytes, ...]], ...]]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where everything of a step file lies, worked out once per layout.
+
+    A recorder writes the same tensors at every step, so every step file after
+    the first has the layout of the one before: the same headers at the same
+    addresses, the same chunk indexes. Only the bytes that hold values differ,
+    and those are all a later step file costs: the root header (its ``step``
+    attribute), each compact dataset's header (its values live there), each
+    chunk and its checksum. Working the layout out again cost the writer
+    thread, in Python holding the GIL, as much as a small model's training step.
+    """
+
+    metadata: bytes  # superblock, object headers, chunk indexes: values zeroed
+    end: int
+    root_head: tuple[bytes, ...]  # the root header's messages before its attributes
+    root_tail: bytes  # ... and after them
+    compact: tuple[tuple[int, int, bytes, bytes], ...]  # (tensor, header address, before, after the values)
+    chunked: tuple[tuple[int, int, tuple[tuple[int, int], ...]], ...]  # (tensor, chunk bytes, byte ranges)
+
+    def segments(self, root_attrs: Sequence[bytes], arrays: Sequence[np.ndarray]) -> list[Any]:
+        """The file's bytes for these values, in ``writev`` segments (chunks as views of ``arrays``)."""
+        metadata = bytearray(self.metadata)
+        header = _header([*self.root_head, *root_attrs, self.root_tail])
+        metadata[48 : 48 + len(header)] = header  # the same size: the key holds the attributes' lengths
+        for tensor, address, before, after in self.compact:
+            header = _header([before, arrays[tensor].tobytes(), after])
+            metadata[address : address + len(header)] = header
+        segments: list[Any] = [metadata]
+        checksum = chunk_checksum_function()
+        for tensor, size, ranges in self.chunked:
+            flat = arrays[tensor].reshape(-1).view(np.uint8)
+            for start, stop in ranges:
+                part = flat[start:stop] if stop - start == size else _padded(flat[start:stop], size)
+                segments.append(part)
+                segments.append(checksum(part))
+        return segments
+
+
+def _plan(key: _Key, root_attrs: Sequence[bytes]) -> _Layout:
+    """Place the headers, then the chunk indexes, then the chunks; then encode with the addresses known."""
+    root = _Group(root_attrs)
+    tensors = _Group()
+    root.members[fmt.TENSOR_GROUP] = tensors
+    groups: list[_Group] = [root, tensors]
+    datasets: list[_Dataset] = []
+    for name, shape, dtype, attrs in key[1]:
+        *parents, leaf = name.split("/")
+        group = tensors
+        for part in parents:  # intermediate groups, as HDF5 makes them for a path
+            found = group.members.get(part)
+            if found is None:
+                found = group.members[part] = _Group()
+                groups.append(found)
+            if not isinstance(found, _Group):
+                raise Unwritable(f"{part!r} is both a tensor and a group")
+            group = found
+        if leaf in group.members:
+            raise Unwritable(f"{name!r} names a group")
+        dataset = group.members[leaf] = _Dataset(shape, np.dtype(dtype), attrs)
+        datasets.append(dataset)
+
+    position = 48
+    for obj in (*groups, *datasets):
+        obj.address = position
+        position += obj.size()
+    for dataset in datasets:
+        size = dataset.index_size()
+        if size:
+            dataset.index = position
+            position += size
+    chunked: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
+    for tensor, dataset in enumerate(datasets):
+        if dataset.chunks is None or not dataset.count:
+            continue
+        ranges = dataset.chunk_ranges()
+        dataset.chunk_addresses = [position + k * (dataset.chunk_bytes + 4) for k in range(len(ranges))]
+        if dataset.count == 1:
+            dataset.index = dataset.chunk_addresses[0]
+        position += len(ranges) * (dataset.chunk_bytes + 4)
+        chunked.append((tensor, dataset.chunk_bytes, ranges))
+
+    superblock = (SIGNATURE + struct.pack("<BBBB", 3, 8, 8, 0) + b"\0" * 8  # base address 0
+                  + UNDEFINED + struct.pack("<QQ", position, root.address))  # no extension; end of file, root group
+    metadata = [superblock + lookup3(superblock).to_bytes(4, "little")]
+    metadata.extend(obj.encode() for obj in (*groups, *datasets))
+    metadata.extend(dataset.encode_index() for dataset in datasets if dataset.index_size())
+    compact = tuple(
+        (tensor, dataset.address, dataset.head(), dataset.tail())
+        for tensor, dataset in enumerate(datasets)
+        if dataset.chunks is None
+    )
+    return _Layout(b"".join(metadata), position, tuple(root.head()), root.tail(), compact, tuple(chunked))
+
+
+# Layouts kept, and the bytes of metadata they may hold between them (a compact tensor's
+# header holds up to 8 KiB of zeros): a recorder alternates between two or three.
+LAYOUTS_KEPT = 8
+LAYOUT_BYTES_KEPT = 32 << 20
+_LAYOUTS: OrderedDict[_Key, _Layout] = OrderedDict()
+_LAYOUTS_LOCK = threading.Lock()
+
+
+def _layout(key: _Key, root_attrs: Sequence[bytes]) -> _Layout:
+    with _LAYOUTS_LOCK:
+        found = _LAYOUTS.get(key)
+        if found is not None:
+            _LAYOUTS.move_to_end(key)
+            return found
+    layout = _plan(key, root_attrs)
+    with _LAYOUTS_LOCK:
+        _LAYOUTS[key] = layout
+        while len(_LAYOUTS) > LAYOUTS_KEPT or sum(len(kept.metadata) for kept in _LAYOUTS.values()) > LAYOUT_BYTES_KEPT:
+            _LAYOUTS.popitem(last=False)
+    return layout
 
 
 def warm_up() -> None:
-    """Pay once what the first step file would: HDF5's lookup3 found, the writer's helpers imported."""
+    """Pay once what the first step file would: HDF5's checksums found, the writer's helpers imported."""
     from . import writer  # noqa: F401  (chunk_shape)
     from .checksum import lookup3_function
 
@@ -332,66 +473,17 @@ def write_step_file(
 ) -> None:
     """Write a new step file at ``path``: ``root_attrs`` in order (the required ones first),
     each tensor below /tensors with its ``collections`` and attributes."""
-    from .writer import chunk_shape
-
-    root = _Group([_attribute(key, value) for key, value in root_attrs.items()])
-    tensors = _Group()
-    root.members[fmt.TENSOR_GROUP] = tensors
-    groups: list[_Group] = [root, tensors]
-    datasets: list[_Dataset] = []
+    root = [_attribute(key, value) for key, value in root_attrs.items()]
+    arrays: list[np.ndarray] = []
+    tensors: list[tuple[str, tuple[int, ...], str, tuple[bytes, ...]]] = []
     for name, (array, collections) in entries.items():
         array = np.ascontiguousarray(array)
         attrs = [_attribute(fmt.COLLECTIONS_ATTR, ",".join(collections))] if collections else []
         attrs.extend(_attribute(key, value) for key, value in tensor_attrs.get(name, {}).items())
-        chunks = None if array.nbytes <= fmt.COMPACT_BYTES else chunk_shape(array.shape, array.dtype.itemsize)
-        *parents, leaf = name.split("/")
-        group = tensors
-        for part in parents:  # intermediate groups, as HDF5 makes them for a path
-            found = group.members.get(part)
-            if found is None:
-                found = group.members[part] = _Group()
-                groups.append(found)
-            if not isinstance(found, _Group):
-                raise Unwritable(f"{part!r} is both a tensor and a group")
-            group = found
-        if leaf in group.members:
-            raise Unwritable(f"{name!r} names a group")
-        dataset = group.members[leaf] = _Dataset(array, attrs, chunks)
-        datasets.append(dataset)
-
-    # Place the headers, then the chunk indexes, then the chunks; then encode with the addresses known.
-    position = 48
-    for obj in (*groups, *datasets):
-        obj.address = position
-        position += obj.size()
-    for dataset in datasets:
-        size = dataset.index_size()
-        if size:
-            dataset.index = position
-            position += size
-    chunked: list[tuple[_Dataset, list[Any]]] = []
-    for dataset in datasets:
-        if dataset.chunks is None or not dataset.count:
-            continue
-        views = dataset.chunk_views()
-        dataset.chunk_addresses = [position + k * (dataset.chunk_bytes + 4) for k in range(len(views))]
-        if dataset.count == 1:
-            dataset.index = dataset.chunk_addresses[0]
-        position += len(views) * (dataset.chunk_bytes + 4)
-        chunked.append((dataset, views))
-    end = position
-
-    superblock = (SIGNATURE + struct.pack("<BBBB", 3, 8, 8, 0) + b"\0" * 8  # base address 0
-                  + UNDEFINED + struct.pack("<QQ", end, root.address))  # no extension; end of file, root group
-    metadata = [superblock + lookup3(superblock).to_bytes(4, "little")]
-    metadata.extend(obj.encode() for obj in (*groups, *datasets))
-    metadata.extend(dataset.encode_index() for dataset in datasets if dataset.index_size())
-    segments: list[Any] = [b"".join(metadata)]
-    for _, views in chunked:
-        for view in views:
-            segments.append(view)
-            segments.append(chunk_checksum(view))
-    _write(path, segments, end)
+        arrays.append(array)
+        tensors.append((name, array.shape, array.dtype.str, tuple(attrs)))
+    layout = _layout((tuple(map(len, root)), tuple(tensors)), root)
+    _write(path, layout.segments(root, arrays), layout.end)
 
 
 def _write(path: str | os.PathLike[str], segments: list[Any], size: int) -> None:

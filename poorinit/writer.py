@@ -104,9 +104,10 @@ class TrialWriter:
         # Flushing each file to disk before its rename means that after a
         # machine crash a step file is either complete or absent, never a
         # right name over missing blocks (the rename alone already keeps a
-        # half-written file from a concurrent reader). Off only for throwaway
-        # trials; poorinit.torch's background writer does it on its own
-        # thread, off the training thread (stage_step, then publish).
+        # half-written file from a concurrent reader). Off for throwaway
+        # trials, and in poorinit.torch's Recorder, whose every flush cost a
+        # small model's training loop a tenth of its step (docs/recording.md,
+        # Durability).
         self.fsync = fsync
         self.path.mkdir(parents=True, exist_ok=True)
 
@@ -133,32 +134,6 @@ class TrialWriter:
         ``root_attrs`` the step file's (``{"num_classes": 10}``): the optional
         attributes of docs/format.md. Values are str, int, float, bool or a
         list of numbers.
-        """
-        return self.stage_step(
-            step, activation_inputs=activation_inputs, gradients=gradients, weights=weights, losses=losses,
-            tensors=tensors, mode=mode, worker=worker, attrs=attrs, root_attrs=root_attrs,
-        ).publish()  # fmt: skip
-
-    def stage_step(
-        self,
-        step: int,
-        *,
-        activation_inputs: Mapping[str, ArrayLike] | None = None,
-        gradients: Mapping[str, ArrayLike] | None = None,
-        weights: Mapping[str, ArrayLike] | None = None,
-        losses: Mapping[str, ArrayLike] | None = None,
-        tensors: Mapping[str, tuple[ArrayLike, Iterable[str]]] | None = None,
-        mode: str | None = None,
-        worker: int | None = None,
-        attrs: Mapping[str, Mapping[str, AttrValue]] | None = None,
-        root_attrs: Mapping[str, AttrValue] | None = None,
-    ) -> StagedStep:
-        """``write_step``'s first half: the file under its hidden temporary name, not yet visible.
-
-        ``publish()`` on the result flushes it (when the writer fsyncs) and
-        renames it into place; ``discard()`` removes it. Split so that a
-        background writer can encode the next step, which holds the GIL,
-        while the previous one is flushed to disk, which does not.
         """
         mode = self.mode if mode is None else mode
         worker = self.worker if worker is None else worker
@@ -203,10 +178,12 @@ class TrialWriter:
         temporary = self.path / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             self._write(temporary, _Contents(step, mode, worker, root, entries, tensor_attrs))
-        except BaseException:
+            if self.fsync:
+                _fsync(temporary)
+            os.replace(temporary, final)
+        finally:
             _remove(temporary)
-            raise
-        return StagedStep(temporary, final, self.fsync)
+        return final
 
     def _write(self, temporary: Path, contents: _Contents) -> None:
         """The step file, written by poorinit itself (h5write.py), or through HDF5 where compressed
@@ -236,29 +213,6 @@ class TrialWriter:
     ) -> None:
         if exc_type is None:
             self.close()
-
-
-class StagedStep:
-    """A step file written under its temporary name, waiting to be made visible."""
-
-    def __init__(self, temporary: Path, final: Path, fsync: bool) -> None:
-        self.temporary = temporary
-        self.final = final
-        self.fsync = fsync
-
-    def publish(self) -> Path:
-        """Flush the file to disk (when the writer fsyncs), then rename it to its step file name."""
-        try:
-            if self.fsync:
-                _fsync(self.temporary)
-            os.replace(self.temporary, self.final)
-        finally:
-            _remove(self.temporary)
-        return self.final
-
-    def discard(self) -> None:
-        """Remove the temporary file: the step is not written."""
-        _remove(self.temporary)
 
 
 def _remove(path: Path) -> None:

@@ -704,6 +704,36 @@ def test_an_attention_call_whose_logits_cannot_be_formed_runs_unrecorded():
     q = torch.randn(2, 3, 5, 4)
     k = torch.randn(2, 2, 5, 4)  # 2 key heads for 3 query heads: not a grouping sdpa accepts
     assert attention_logits(F.scaled_dot_product_attention, (q, k, k), {"enable_gqa": True}) is None
+    odd = torch.randn(2, 2, 5, 3)  # keys of another width than the queries'
+    assert attention_logits(F.scaled_dot_product_attention, (q, odd, odd), {}) is None
+
+
+def test_attention_logits_are_formed_later_from_the_operands_as_they_were(tmp_path):
+    """On the CPU the logits are formed on the writer thread, from copies taken at the call: the
+    optimiser's update of the projection weights afterwards does not reach them."""
+    from poorinit.torch.attention import DeferredLogits, attention_logits
+    from poorinit.torch.functional import FunctionalCapture
+
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 2)
+    x = torch.randn(5, 3, 8)
+    seen = {}
+
+    def capture(kind, value, args, kwargs):
+        seen["logits"] = value
+
+    with FunctionalCapture(capture, lambda k: None):
+        attention(x, x, x, need_weights=False)
+    deferred = seen["logits"]
+    assert isinstance(deferred, DeferredLogits) and deferred.keys == 5
+    before = deferred()
+    with torch.no_grad():
+        attention.in_proj_weight.mul_(3.0)
+        x.zero_()
+    np.testing.assert_array_equal(deferred().numpy(), before.numpy())
+    assert deferred(rows=2).shape == (2, 2, 5, 5)
+    # 3 heads do not divide a width of 8: no logits, and the call runs as it would
+    assert attention_logits(F.multi_head_attention_forward, (x, x, x, 8, 3, attention.in_proj_weight), {}) is None
 
 
 # -- data-parallel workers: ``workers`` -------------------------------------------

@@ -357,11 +357,11 @@ def test_a_recorded_trial_is_judged_by_the_rule(tmp_path):
 def test_steps_are_written_on_a_thread_and_close_waits_for_them(tmp_path):
     model = Net()
     rec = Recorder(model, tmp_path / "t", steps=5)
-    threads = (rec._background._writer, rec._background._publisher)
+    thread = rec._background._thread
     train(model, rec, 5)
-    assert all(thread.is_alive() for thread in threads)  # the files may still be on their way
+    assert thread.is_alive()  # the files may still be on their way
     rec.close()
-    assert not any(thread.is_alive() for thread in threads)
+    assert not thread.is_alive()
     assert step_numbers(tmp_path / "t") == [0, 1, 2, 3, 4] and Trial(tmp_path / "t").finished
 
 
@@ -378,8 +378,8 @@ def test_an_error_on_the_writer_thread_is_raised_on_the_training_thread(tmp_path
     assert not (tmp_path / "t" / fmt.worker_finished_marker(0)).exists()
 
 
-def test_an_error_while_publishing_is_raised_and_leaves_no_temporary_file(tmp_path):
-    """The rename fails on the publisher thread (a directory holds the step's name): raised, never lost."""
+def test_an_error_while_renaming_is_raised_and_leaves_no_temporary_file(tmp_path):
+    """The rename into place fails on the writer thread (a directory holds the step's name): raised, never lost."""
     model = Net()
     rec = Recorder(model, tmp_path / "t", steps=3)
     (tmp_path / "t" / fmt.step_file_name(1, "train", 0)).mkdir()

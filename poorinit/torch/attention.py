@@ -34,14 +34,15 @@ the training step.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "MAX_LOGITS", "attention_logits", "call_argument", "softmax_logits",
+    "SOFTMAX_FUNCTIONS", "ATTENTION_FUNCTIONS", "MAX_LOGITS", "DeferredLogits", "attention_logits", "call_argument",
+    "softmax_logits",
 ]
 
 # At most this many logits (16 MiB of float32) are kept per softmax or attention call.
@@ -73,15 +74,53 @@ def softmax_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Te
     return logits
 
 
-def attention_logits(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
-    """The logits an attention function feeds its softmax: ``(batch, heads, queries, keys)``."""
+class DeferredLogits:
+    """An attention call's logits, to be computed on the writer thread from copies of their operands.
+
+    Forming them costs matrix products (the query and key projections of
+    ``nn.MultiheadAttention``, then ``q kᵀ``) about half as large as the call's
+    own: on a CPU run that was a tenth of a small transformer's training step.
+    The training thread copies the operands (before the optimiser changes the
+    weights) and goes on; the background writer computes the products, which
+    release the GIL, on the other core. Calling it gives the logits, their
+    first ``rows`` batch elements when given, or None if they cannot be formed.
+    """
+
+    __slots__ = ("_compute", "keys")
+
+    def __init__(self, compute: Callable[[], torch.Tensor], keys: int) -> None:
+        self._compute = compute
+        self.keys = keys  # the softmax's length: the last axis of the logits
+
+    def __call__(self, rows: int | None = None) -> torch.Tensor | None:
+        try:
+            with torch.no_grad():
+                logits = self._compute()
+        except (RuntimeError, ValueError, TypeError, IndexError):
+            return None  # a layout not known here: the call is not recorded
+        return logits if rows is None or logits.dim() < 4 else logits[:rows]
+
+
+def attention_logits(
+    func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> torch.Tensor | DeferredLogits | None:
+    """The logits an attention function feeds its softmax, ``(batch, heads, queries, keys)``: deferred
+    (:class:`DeferredLogits`) when the operands are on the CPU, computed now on any other device."""
     try:
         with torch.no_grad():
-            if func is F.scaled_dot_product_attention:
-                return _sdpa_logits(args, kwargs)
-            return _mha_logits(args, kwargs)
+            sdpa = func is F.scaled_dot_product_attention
+            found = _sdpa_logits(args, kwargs) if sdpa else _mha_logits(args, kwargs)
+            if found is None:
+                return None
+            compute, keys, device = found
+            return DeferredLogits(compute, keys) if device.type == "cpu" else compute()
     except (RuntimeError, ValueError, TypeError, IndexError):
         return None  # a layout not known here: the call runs unrecorded, training goes on
+
+
+def _kept(tensor: torch.Tensor, later: bool) -> torch.Tensor:
+    """An operand as it is now: a copy when the logits are formed later (weights change in place)."""
+    return tensor.detach().clone() if later else tensor.detach()
 
 
 def _sampled(query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +137,10 @@ def _sampled(query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torc
     return query, key
 
 
-def _sdpa_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+_Found = tuple[Callable[[], torch.Tensor], int, torch.device]
+
+
+def _sdpa_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> _Found | None:
     query = call_argument(args, kwargs, 0, "query", None)
     key = call_argument(args, kwargs, 1, "key", None)
     if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor) or query.dim() < 2:
@@ -106,14 +148,26 @@ def _sdpa_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tens
     scale = call_argument(args, kwargs, 6, "scale", None)
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
+    groups = 1
     if query.dim() >= 3 and key.dim() >= 3 and key.shape[-3] != query.shape[-3] and key.shape[-3] > 0:
         # Grouped-query attention: each key head serves several query heads.
-        key = key.repeat_interleave(query.shape[-3] // key.shape[-3], dim=-3)
+        groups = query.shape[-3] // key.shape[-3]
+        if groups * key.shape[-3] != query.shape[-3]:
+            return None
+    if query.shape[-1] != key.shape[-1]:
+        return None
     query, key = _sampled(query, key)
-    return (query @ key.transpose(-2, -1)) * scale
+    later = query.device.type == "cpu"
+    query, key = _kept(query, later), _kept(key, later)
+
+    def compute() -> torch.Tensor:
+        keys = key if groups == 1 else key.repeat_interleave(groups, dim=-3)
+        return (query @ keys.transpose(-2, -1)) * scale
+
+    return compute, key.shape[-2], query.device
 
 
-def _mha_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+def _mha_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> _Found | None:
     query = call_argument(args, kwargs, 0, "query", None)
     key = call_argument(args, kwargs, 1, "key", None)
     heads = call_argument(args, kwargs, 4, "num_heads", None)
@@ -129,18 +183,29 @@ def _mha_logits(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tenso
         w_q, w_k, _ = in_weight.chunk(3)
     else:
         return None
-    if not isinstance(w_q, torch.Tensor) or not isinstance(w_k, torch.Tensor):
+    if not isinstance(w_q, torch.Tensor) or not isinstance(w_k, torch.Tensor) or heads < 1 or embed % heads:
         return None
     b_q = b_k = None
     if isinstance(in_bias, torch.Tensor):
         b_q, b_k, _ = in_bias.chunk(3)
-    if query.dim() == 2:  # unbatched: (L, E)
-        query, key = query.unsqueeze(1), key.unsqueeze(1)
-    q = F.linear(query, w_q, b_q)  # (L, N, E)
-    k = F.linear(key, w_k, b_k)  # (S, N, E)
-    length, batch = q.shape[0], q.shape[1]
+    later = query.device.type == "cpu"
+    same = key is query  # self-attention: one copy
+    query = _kept(query, later)
+    key = query if same else _kept(key, later)
+    w_q, w_k = _kept(w_q, later), _kept(w_k, later)
+    b_q = None if b_q is None else _kept(b_q, later)
+    b_k = None if b_k is None else _kept(b_k, later)
     head_dim = embed // heads
-    q = q.reshape(length, batch, heads, head_dim).permute(1, 2, 0, 3)  # (N, H, L, d)
-    k = k.reshape(k.shape[0], batch, heads, head_dim).permute(1, 2, 0, 3)  # (N, H, S, d)
-    q, k = _sampled(q, k)
-    return (q @ k.transpose(-2, -1)) / math.sqrt(head_dim)
+
+    def compute() -> torch.Tensor:
+        unbatched = query.dim() == 2  # (L, E)
+        queries, keys = (query.unsqueeze(1), key.unsqueeze(1)) if unbatched else (query, key)
+        q = F.linear(queries, w_q, b_q)  # (L, N, E)
+        k = F.linear(keys, w_k, b_k)  # (S, N, E)
+        length, batch = q.shape[0], q.shape[1]
+        q = q.reshape(length, batch, heads, head_dim).permute(1, 2, 0, 3)  # (N, H, L, d)
+        k = k.reshape(k.shape[0], batch, heads, head_dim).permute(1, 2, 0, 3)  # (N, H, S, d)
+        q, k = _sampled(q, k)
+        return (q @ k.transpose(-2, -1)) / math.sqrt(head_dim)
+
+    return compute, key.shape[0], query.device

@@ -24,7 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .attention import ATTENTION_FUNCTIONS, SOFTMAX_FUNCTIONS, attention_logits, call_argument, softmax_logits
+from .attention import (
+    ATTENTION_FUNCTIONS,
+    SOFTMAX_FUNCTIONS,
+    DeferredLogits,
+    attention_logits,
+    call_argument,
+    softmax_logits,
+)
 
 __all__ = ["ACTIVATION_FUNCTIONS", "LOSS_FUNCTIONS", "FunctionalCapture"]
 
@@ -81,6 +88,11 @@ def class_count(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int | None:
     return int(logits.shape[1] if logits.dim() >= 2 else logits.shape[0])
 
 
+def _key_count(logits: torch.Tensor | DeferredLogits) -> int:
+    """The length of the softmax: a softmax over one value is no activation worth judging."""
+    return logits.keys if isinstance(logits, DeferredLogits) else int(logits.shape[-1])
+
+
 class FunctionalCapture(TorchFunctionMode):
     """Calls ``on_activation(kind, input, args, kwargs)`` before each activation function runs,
     and ``on_loss(K)`` when a cross-entropy or NLL loss is computed; everything runs unchanged.
@@ -88,7 +100,7 @@ class FunctionalCapture(TorchFunctionMode):
 
     def __init__(
         self,
-        on_activation: Callable[[str, torch.Tensor, tuple[Any, ...], Mapping[str, Any]], None],
+        on_activation: Callable[[str, torch.Tensor | DeferredLogits, tuple[Any, ...], Mapping[str, Any]], None],
         on_loss: Callable[[int], None],
     ) -> None:
         super().__init__()
@@ -112,7 +124,7 @@ class FunctionalCapture(TorchFunctionMode):
             # Recorded as the softmax's input with its axis last (see attention.py);
             # computed before the call, as every other input is.
             logits = softmax_logits(args, kwargs) if softmax else attention_logits(func, args, kwargs)
-            if logits is not None and logits.shape[-1] >= 2:
+            if logits is not None and _key_count(logits) >= 2:
                 self._on_activation("softmax", logits, args, kwargs)
         elif loss:
             classes = class_count(args, kwargs)

@@ -24,7 +24,8 @@ from torch import nn
 from .. import format as fmt
 from ..errors import PoorinitError
 from ..writer import TrialWriter
-from .background import BackgroundWriter
+from .attention import DeferredLogits
+from .background import BackgroundWriter, formed
 from .functional import FunctionalCapture, negative_slope
 from .modules import ModuleTracker, activation_kind, activation_slope
 
@@ -69,11 +70,22 @@ def _step_numbers(steps: int | Iterable[int]) -> frozenset[int]:
 
 
 
+class _Later:
+    """Attention logits the writer thread forms (attention.DeferredLogits), as the array it writes."""
+
+    def __init__(self, logits: DeferredLogits, rows: int | None, what: str) -> None:
+        self.logits, self.rows, self.what = logits, rows, what
+
+    def __call__(self) -> np.ndarray | None:
+        tensor = self.logits(self.rows)
+        return None if tensor is None else _host_copy(tensor, self.what).numpy()
+
+
 @dataclass
 class _Captured:
     """One activation input of a step, with what the recorder knows about it."""
 
-    tensor: torch.Tensor
+    tensor: torch.Tensor | _Later
     attrs: dict[str, Any]
 
 
@@ -155,9 +167,13 @@ class Recorder:
                 f"{existing} already holds step files of worker {worker}; delete it or record into another "
                 "directory, so that two runs are never mixed in one trial"
             )
-        self.writer = TrialWriter(path, mode=mode, worker=worker, compression=compression)
-        # On by default: the file (HDF5 encoding, checksums, fsync) is written
-        # on a thread, so a recorded step costs the loop its tensor copies only.
+        # No flush to disk (fsync) per file: the rename still shows a reader
+        # complete files only, a crash's damage is caught by the checksums on
+        # reading, and each flush cost the training loop a tenth of a small
+        # model's step, on the other core (docs/recording.md, Durability).
+        self.writer = TrialWriter(path, mode=mode, worker=worker, compression=compression, fsync=False)
+        # On by default: the file (encoding, checksums, attention logits) is
+        # written on a thread, so a recorded step costs the loop its copies only.
         self._background = BackgroundWriter(self.writer) if background else None
         self._next = 0
         self._open = False
@@ -389,7 +405,9 @@ class Recorder:
 
         return hook
 
-    def _on_function(self, kind: str, value: torch.Tensor, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    def _on_function(
+        self, kind: str, value: torch.Tensor | DeferredLogits, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> None:
         current, tracker = self._current, self._tracker
         if current is None or tracker is None:
             return
@@ -406,20 +424,26 @@ class Recorder:
         self._add_activation(current, running[0], kind, value, extra)
 
     def _add_activation(
-        self, current: _Step, path: str, kind: str, tensor: torch.Tensor, extra: dict[str, Any]
+        self, current: _Step, path: str, kind: str, tensor: torch.Tensor | DeferredLogits, extra: dict[str, Any]
     ) -> None:
         if self._grad_only and not torch.is_grad_enabled():
             return
         name = f"{path}.{kind}_input" if path else f"{kind}_input"
         attrs: dict[str, Any] = {"activation": kind, "order": current.calls, "module": path}
-        after = self._tracker.producer(tensor) if self._tracker is not None else None
+        deferred = isinstance(tensor, DeferredLogits)
+        after = self._tracker.producer(tensor) if self._tracker is not None and not deferred else None
         if after is not None:
             attrs["after"] = after
         attrs.update(extra)
         current.calls += 1
-        if self.activation_rows is not None and tensor.dim() > 0:
-            tensor = tensor[: self.activation_rows]
-        copy = _host_copy(tensor, f"activation input {name!r}")
+        what = f"activation input {name!r}"
+        copy: torch.Tensor | _Later
+        if isinstance(tensor, DeferredLogits):
+            copy = _Later(tensor, self.activation_rows, what)
+        else:
+            if self.activation_rows is not None and tensor.dim() > 0:
+                tensor = tensor[: self.activation_rows]
+            copy = _host_copy(tensor, what)
         current.activations.setdefault(name, []).append(_Captured(copy, attrs))
 
     def _parameter_copy(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
@@ -480,15 +504,18 @@ class Recorder:
         workers = _world_size()
         if workers is not None:
             root["workers"] = workers
-        (self._background or self.writer).write_step(
-            step,
-            activation_inputs=activations,
-            gradients=gradients,
-            weights={name: tensor.numpy() for name, tensor in current.weights.items()},
-            losses=current.losses,
-            attrs=attrs,
-            root_attrs=root,
-        )
+        groups = {
+            "activation_inputs": activations,
+            "gradients": gradients,
+            "weights": {name: tensor.numpy() for name, tensor in current.weights.items()},
+            "losses": current.losses,
+            "attrs": attrs,
+            "root_attrs": root,
+        }
+        if self._background is not None:
+            self._background.write_step(step, **groups)  # the logits are formed on its thread
+        else:
+            self.writer.write_step(step, **formed(groups))
         self._written.add(step)
         self._weights_written.update(current.weights)
         if not activations:
@@ -534,9 +561,14 @@ def _parameter_owners(model: nn.Module) -> dict[str, str]:
     return owners
 
 
+def _array(captured: _Captured) -> np.ndarray | _Later:
+    tensor = captured.tensor
+    return tensor if isinstance(tensor, _Later) else tensor.numpy()
+
+
 def _activation_arrays(
     calls: dict[str, list[_Captured]],
-) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+) -> tuple[dict[str, np.ndarray | _Later], dict[str, dict[str, Any]]]:
     """One tensor per call, with its attributes: a module (or a module's
     functional activation of one kind) called k > 1 times in a step gets the
     names ``<path>.call0.<kind>_input`` ... ``call<k-1>``.
@@ -544,14 +576,14 @@ def _activation_arrays(
     Calls are kept apart, not concatenated, because a module reused at several
     depths (``self.act`` after every layer) is several layers to the rule.
     """
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray | _Later] = {}
     attrs: dict[str, dict[str, Any]] = {}
     for name, captured in calls.items():
         if len(captured) == 1:
-            arrays[name], attrs[name] = captured[0].tensor.numpy(), captured[0].attrs
+            arrays[name], attrs[name] = _array(captured[0]), captured[0].attrs
             continue
         path, _, leaf = name.rpartition(".")
         for index, capture in enumerate(captured):
             numbered = f"{path}.call{index}.{leaf}" if path else f"call{index}.{leaf}"
-            arrays[numbered], attrs[numbered] = capture.tensor.numpy(), capture.attrs
+            arrays[numbered], attrs[numbered] = _array(capture), capture.attrs
     return arrays, attrs
