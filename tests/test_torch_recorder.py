@@ -121,6 +121,32 @@ def test_unrecorded_steps_run_without_hooks(tmp_path):
     assert seen == [(0, 0), (2 * modules + 2 + 1, 1), (0, 0)]
 
 
+def test_hooks_are_kept_from_one_recorded_step_to_the_next_and_renewed_for_new_modules(tmp_path):
+    """Consecutive recorded steps share their hooks; a module added between them is hooked and recorded
+    too; after the last recorded step, and between steps, nothing of the recorder runs."""
+    model = Net()
+    between, hooks = [], []
+    with Recorder(model, tmp_path / "t", steps=3) as rec:
+        for step in range(4):
+            if step == 2:
+                model.net.append(nn.ReLU())  # the model grows between two recorded steps
+            with rec.step():
+                hooks.append(hooks_and_modes(model)[0])
+                model.zero_grad()
+                loss = model(torch.randn(2, 4)).sum()
+                loss.backward()
+                rec.loss(loss)
+            with torch.no_grad():  # validation between steps: no activation recorded, no stack left behind
+                model(torch.randn(2, 4))
+            between.append((hooks_and_modes(model)[1], rec._tracker is not None and rec._tracker.stack))
+    modules = len(list(Net().modules()))
+    assert hooks == [2 * modules + 2 + 1, 2 * modules + 2 + 1, 2 * (modules + 1) + 3 + 1, 0]
+    assert hooks_and_modes(model) == (0, 0) and all(modes == 0 and not stack for modes, stack in between)
+    assert "net.5.relu_input" in read_step(tmp_path / "t", 2) and "net.5.relu_input" not in read_step(tmp_path / "t", 1)
+    inputs = [sorted(n for n in read_step(tmp_path / "t", step) if n.endswith("_input")) for step in (0, 1)]
+    assert inputs[0] == inputs[1] == ["net.1.relu_input", "net.3.tanh_input"]
+
+
 def test_weights_before_the_update_and_gradients_after_backward(tmp_path):
     model = Net()
     initial = {name: p.detach().clone() for name, p in model.named_parameters()}

@@ -159,9 +159,10 @@ class Hook:
             self._losses = []
             self.recorder._begin(None)
             tracker = self.recorder._tracker
-            if tracker is not None:
+            if tracker is not None and self.recorder._tracker_made:
                 # Its hooks were added while this very call runs its pre-hooks,
                 # so the model's own would not run this time: push it by hand.
+                # (Hooks kept from the step before run after this one, and push it.)
                 tracker.stack.append(("", module))
         capture = self.recorder._capture
         if self.recorder.recording and capture is not None and not self._in_forward:
@@ -197,6 +198,7 @@ class Hook:
         self._handles.clear()
         if self.recorder._open:
             self.recorder._end(write=False)
+        self.recorder._unhook()
 
     def _ours(self, optimizer: torch.optim.Optimizer) -> bool:
         if self._optimizer is not None:

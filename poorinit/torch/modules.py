@@ -104,12 +104,25 @@ class ModuleTracker:
         """``modules``: the model's ``named_modules()``."""
         self.stack: list[tuple[str, nn.Module]] = []
         self._produced: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
+        # Off between recorded steps, when the recorder keeps the hooks for the next one.
+        self._active = True
         self._handles: list[RemovableHandle] = []
         for path, module in modules:
             self._handles.append(module.register_forward_pre_hook(self._enter(path)))
             # always_call: the stack stays right when a forward raises and the
             # training script catches it (a skipped batch, say).
             self._handles.append(module.register_forward_hook(self._leave(path), always_call=True))
+
+    @property
+    def active(self) -> bool:
+        """Whether a recorded step runs: the hooks do nothing otherwise."""
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self._active = value
+        self.stack.clear()  # a step starts, or ends, outside any forward
+        self._produced.clear()
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -132,12 +145,15 @@ class ModuleTracker:
 
     def _enter(self, path: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            self.stack.append((path, module))
+            if self.active:
+                self.stack.append((path, module))
 
         return hook
 
     def _leave(self, path: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not self.active:
+                return
             # Pop down to this module: a forward that raised inside a child
             # (caught within this forward) left the child on the stack.
             while self.stack:

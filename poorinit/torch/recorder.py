@@ -182,6 +182,9 @@ class Recorder:
         self._incomplete = False  # a background write failed: close() must not mark the trial finished
         self._weights_written: set[str] = set()  # parameter names whose values are in a step file
         self._tracker: ModuleTracker | None = None
+        self._tracker_made = False  # by this step's _begin: its hooks did not run in a forward already under way
+        self._handles: list[Any] = []
+        self._hooked: list[tuple[str, int]] = []  # the modules hooked: (path, id)
         self._capture: FunctionalCapture | None = None
         self._mode_entered = False
         self._warned: set[str] = set()
@@ -256,6 +259,7 @@ class Recorder:
         """Write what is queued, then mark this worker's part of the trial finished (``FINISHED_<worker>``)."""
         if self._open:
             raise RecordingError("close() inside a rec.step() block")
+        self._unhook()
         self._drain(restart=False)
         if self._incomplete:
             # The error was raised already (at a step, or by the drain above);
@@ -277,6 +281,7 @@ class Recorder:
         if exc_type is None:
             self.close()
         else:
+            self._unhook()
             with suppress(Exception):  # the training loop's exception is the one to see
                 self._drain(restart=False)
 
@@ -290,6 +295,7 @@ class Recorder:
             raise ValueError(f"step numbers are >= 0, not {number}")
         self._next = number + 1
         if number not in self.steps:
+            self._unhook()  # a step not recorded runs as without the recorder
             self._open = True
             return
         if number in self._written:
@@ -305,20 +311,32 @@ class Recorder:
             # A lazy module's parameter has no values before its first forward.
             if name not in self._weights_written and not isinstance(param, nn.parameter.UninitializedParameter)
         }
-        # Hooks are made at each recorded step, so modules added after the
-        # recorder was made count, and removed when it ends, so that the steps
-        # after the last recorded one run exactly as without the recorder.
-        modules = list(self.model.named_modules())  # walked once per recorded step
-        self._tracker = ModuleTracker(modules)
-        self._handles = [
-            module.register_forward_pre_hook(self._module_hook(name, kind), with_kwargs=True)
-            for name, module in modules
-            if (kind := activation_kind(module)) is not None
-        ]
+        # Hooks are made at a recorded step, so modules added after the
+        # recorder was made count, and kept while the next step is recorded
+        # too and the model has the same modules (making them cost a small
+        # model's step a tenth of its time): the model is walked at each
+        # recorded step, and a new or replaced module means new hooks. They are
+        # removed at the first step not recorded, after the last recorded one
+        # and at close(), so that steps after the recording run exactly as
+        # without the recorder.
+        modules = list(self.model.named_modules())
+        layout = [(name, id(module)) for name, module in modules]
+        self._tracker_made = self._tracker is None or layout != self._hooked
+        if self._tracker_made:
+            self._unhook()
+            self._hooked = layout
+            self._tracker = ModuleTracker(modules)
+            self._handles = [
+                module.register_forward_pre_hook(self._module_hook(name, kind), with_kwargs=True)
+                for name, module in modules
+                if (kind := activation_kind(module)) is not None
+            ]
+            if not self._mode_per_forward:
+                self._handles.append(self.model.register_forward_pre_hook(self._resume_capture))
+        assert self._tracker is not None
+        self._tracker.active = True
         self._capture = FunctionalCapture(self._on_function, current.class_counts.add)
         self._mode_paused = False
-        if not self._mode_per_forward:
-            self._handles.append(self.model.register_forward_pre_hook(self._resume_capture))
         # rec.step() holds the mode from the block's start until rec.loss(), so
         # that a loss computed outside the model is seen too (see "the function
         # mode's span" below); the hook enters it around each forward
@@ -341,14 +359,22 @@ class Recorder:
         finally:
             self._mode_entered = self._mode_paused = False
             self._capture = None
-            for handle in self._handles:
-                handle.remove()
-            self._handles = []
             if self._tracker is not None:
-                self._tracker.remove()
-                self._tracker = None
+                self._tracker.active = False
+            if self._next not in self.steps:
+                self._unhook()
         if write:
             self._write(current)
+
+    def _unhook(self) -> None:
+        """Remove every hook the recorder made on the model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self._tracker is not None:
+            self._tracker.remove()
+            self._tracker = None
+        self._hooked = []
 
     # -- the function mode's span --
     #
