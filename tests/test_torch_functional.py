@@ -353,23 +353,35 @@ class Counting(torch.overrides.TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_the_function_mode_ends_at_rec_loss_so_the_optimiser_step_runs_without_it(tmp_path):
+def test_the_function_mode_ends_at_rec_loss_and_spans_the_forwards_only_after_the_first_step(tmp_path):
+    """At the first recorded step the mode runs from the step's start to rec.loss() (the loss computed
+    outside the model gives K); at later ones, each forward of the model only, and K is carried over."""
     torch.manual_seed(0)
     model = FunctionalMLP()
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
     depths = []
-    with Recorder(model, tmp_path / "t", steps=2) as rec:
-        for _ in range(2):
+
+    def probe(module, args, output):
+        depths.append(("in forward", torch._C._len_torch_function_stack()))
+
+    model.register_forward_hook(probe)  # registered before the recorder's, so it runs inside the span
+    with Recorder(model, tmp_path / "t", steps=3) as rec:
+        for _ in range(3):
             with rec.step():
+                depths.append(("start", torch._C._len_torch_function_stack()))
                 optimiser.zero_grad()
-                loss = model(torch.randn(8, 16)).pow(2).mean()
-                depths.append(torch._C._len_torch_function_stack())
+                loss = F.cross_entropy(model(torch.randn(8, 16)), torch.randint(0, 16, (8,)))
+                depths.append(("after the loss", torch._C._len_torch_function_stack()))
                 loss.backward()
                 rec.loss(loss)
-                depths.append(torch._C._len_torch_function_stack())
+                depths.append(("after rec.loss", torch._C._len_torch_function_stack()))
                 optimiser.step()
-    assert depths == [1, 0, 1, 0]
-    assert len(activation_inputs(tmp_path / "t", 1)) == 8
+    first = [("start", 1), ("in forward", 1), ("after the loss", 1), ("after rec.loss", 0)]
+    later = [("start", 0), ("in forward", 1), ("after the loss", 0), ("after rec.loss", 0)]
+    assert depths == first + later + later
+    for step in range(3):
+        assert len(activation_inputs(tmp_path / "t", step)) == 8
+        assert root_attrs(tmp_path / "t", step)["num_classes"] == 16  # the logits' width
 
 
 def test_a_forward_after_rec_loss_is_still_seen(tmp_path):

@@ -117,8 +117,8 @@ def test_unrecorded_steps_run_without_hooks(tmp_path):
     modules = len(list(model.modules()))
     # A recorded step: a pre- and a post-hook per module (which module runs), one
     # pre-hook per activation module (its input), one function mode (F.relu & co)
-    # and a pre-hook on the model that enters it again after rec.loss().
-    assert seen == [(0, 0), (2 * modules + 2 + 1, 1), (0, 0)]
+    # and a pre- and a post-hook on the model that enter and leave it around each forward.
+    assert seen == [(0, 0), (2 * modules + 2 + 2, 1), (0, 0)]
 
 
 def test_hooks_are_kept_from_one_recorded_step_to_the_next_and_renewed_for_new_modules(tmp_path):
@@ -140,7 +140,7 @@ def test_hooks_are_kept_from_one_recorded_step_to_the_next_and_renewed_for_new_m
                 model(torch.randn(2, 4))
             between.append((hooks_and_modes(model)[1], rec._tracker is not None and rec._tracker.stack))
     modules = len(list(Net().modules()))
-    assert hooks == [2 * modules + 2 + 1, 2 * modules + 2 + 1, 2 * (modules + 1) + 3 + 1, 0]
+    assert hooks == [2 * modules + 2 + 2, 2 * modules + 2 + 2, 2 * (modules + 1) + 3 + 2, 0]
     assert hooks_and_modes(model) == (0, 0) and all(modes == 0 and not stack for modes, stack in between)
     assert "net.5.relu_input" in read_step(tmp_path / "t", 2) and "net.5.relu_input" not in read_step(tmp_path / "t", 1)
     inputs = [sorted(n for n in read_step(tmp_path / "t", step) if n.endswith("_input")) for step in (0, 1)]

@@ -194,6 +194,9 @@ class Recorder:
         self._mode_per_forward = False
         self._mode_paused = False  # rec.loss() left the mode; a forward of the model enters it again
         self._paused_under = 0  # the mode stack's depth when it did
+        self._loss_seen = False  # a recorded step was written: its class count holds for the steps after it
+        self._class_counts: set[int] = set()  # ... which are these
+        self._forwards = 0  # forwards of the model under way, after the first recorded step
 
     @property
     def recording(self) -> bool:
@@ -333,16 +336,19 @@ class Recorder:
             ]
             if not self._mode_per_forward:
                 self._handles.append(self.model.register_forward_pre_hook(self._resume_capture))
+                self._handles.append(self.model.register_forward_hook(self._after_forward, always_call=True))
         assert self._tracker is not None
         self._tracker.active = True
         self._capture = FunctionalCapture(self._on_function, current.class_counts.add)
-        self._mode_paused = False
         # rec.step() holds the mode from the block's start until rec.loss(), so
         # that a loss computed outside the model is seen too (see "the function
-        # mode's span" below); the hook enters it around each forward
-        # of the model instead, because its step boundaries are callbacks that
+        # mode's span" below), at its first recorded step; at later ones, the
+        # model's forwards only. The hook enters it around each forward
+        # of the model always, because its step boundaries are callbacks that
         # may run on another thread (the end of a backward pass).
-        self._mode_entered = not self._mode_per_forward
+        self._forwards = 0
+        self._mode_paused = self._loss_seen and not self._mode_per_forward
+        self._mode_entered = not self._mode_per_forward and not self._mode_paused
         if self._mode_entered:
             self._capture.__enter__()
         self._warn_about_fused_kernels(modules)
@@ -386,6 +392,19 @@ class Recorder:
     # nothing, since functions outside the model's forward record nothing. A
     # forward of the model after rec.loss() (gradient accumulation) enters it again.
 
+    # The loss is looked for at the first recorded step only: the same loop
+    # computes the same loss at every step, and its class count is written in
+    # every step file. After it, the mode spans each forward of the model (the
+    # model's pre-hook enters it, its forward hook leaves it), and the loss, the
+    # zeroing of the gradients and the backward pass run outside it: 54 of a
+    # transformer's 113 calls the mode would intercept before rec.loss().
+
+    def _after_forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self._loss_seen and self._forwards > 0:
+            self._forwards -= 1
+            if self._forwards == 0:  # the outermost forward of the model (it may call itself)
+                self._pause_capture()
+
     def _pause_capture(self) -> None:
         capture = self._capture
         if capture is None or not self._mode_entered:
@@ -399,9 +418,11 @@ class Recorder:
 
     def _resume_capture(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         capture = self._capture
+        if capture is not None and self._loss_seen and (self._forwards or self._mode_paused):
+            self._forwards += 1  # left at the end of this forward, within any mode the loop entered around it
         if capture is None or not self._mode_paused:
             return
-        if _function_mode_depth() != self._paused_under:
+        if not self._loss_seen and _function_mode_depth() != self._paused_under:
             # The loop entered a mode of its own since rec.loss(): ours pushed
             # above it would be popped by that mode's exit.
             self._warn_once(
@@ -522,9 +543,12 @@ class Recorder:
                 if f"gradient/{name}" in gradients:
                     attrs[f"gradient/{name}"] = {"module": owners[name]}
         root: dict[str, Any] = {}
+        counts = current.class_counts or self._class_counts
+        if not self._loss_seen:
+            self._loss_seen, self._class_counts = True, set(counts)
         classes = self.num_classes
-        if classes is None and len(current.class_counts) == 1:
-            (classes,) = current.class_counts
+        if classes is None and len(counts) == 1:
+            (classes,) = counts
         if classes is not None and classes >= 2:
             root["num_classes"] = classes
         workers = _world_size()
