@@ -475,3 +475,31 @@ def test_explain_names_the_weights_of_a_recorded_trial(tmp_path):
     )  # fmt: skip
     assert shown.returncode in (0, 1), shown.stderr
     assert "net.0.weight" in shown.stdout and "net.2.weight" in shown.stdout
+
+
+def test_gradients_are_copied_per_dtype_in_one_go_and_equal_their_tensors():
+    """_host_copies: one copy per device and dtype, each array the tensor's values as they were (widened
+    where the format needs it), in the order given; tied parameters are named once, as named_parameters does."""
+    from poorinit.torch.recorder import _host_copies, _named_parameters
+
+    tensors = [
+        ("a", torch.randn(3, 4)),
+        ("b", torch.randn(5, 2).t()),  # not contiguous
+        ("c", torch.randn(7, dtype=torch.float64)),
+        ("d", torch.randn(2, 2, dtype=torch.bfloat16)),
+        ("e", torch.randn(4)),
+        ("f", torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (4,), check_invariants=True)),
+    ]
+    copies = _host_copies(tensors, "gradient of")
+    assert [name for name, _ in copies] == list("abcdef")
+    for (name, tensor), (_, array) in zip(tensors, copies, strict=True):
+        expected = tensor.to_dense() if tensor.is_sparse else tensor
+        expected = expected.float() if expected.dtype == torch.bfloat16 else expected
+        assert array.shape == tuple(tensor.shape) and array.dtype == expected.numpy().dtype, name
+        np.testing.assert_array_equal(array, expected.numpy())
+    tensors[0][1].add_(1.0)  # an optimiser's update in place does not reach the copy
+    assert not np.array_equal(copies[0][1], tensors[0][1].numpy())
+
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(3, 2))
+    assert [n for n, _ in _named_parameters(list(model.named_modules()))] == [n for n, _ in model.named_parameters()]

@@ -61,6 +61,46 @@ def _host_copy(tensor: torch.Tensor, what: str, stride: int | None = None) -> to
     return tensor.to(device="cpu", dtype=dtype, copy=True, memory_format=torch.contiguous_format)
 
 
+def _host_copies(tensors: list[tuple[str, torch.Tensor]], what: str) -> list[tuple[str, np.ndarray]]:
+    """Host copies of many tensors (a step's gradients), as _host_copy makes them, but one copy per
+    device and dtype: one kernel instead of one call per tensor (a transformer has dozens of small
+    ones), and on a GPU one transfer and one synchronisation. Each array is a view of its group's."""
+    groups: dict[tuple[torch.device, torch.dtype], list[tuple[str, torch.Tensor]]] = {}
+    copies: dict[str, np.ndarray] = {}
+    for name, tensor in tensors:
+        tensor = tensor.detach()
+        if tensor.layout != torch.strided or not tensor.is_floating_point():  # sparse, or refused
+            copies[name] = _host_copy(tensor, f"{what} {name!r}").numpy()
+        else:
+            groups.setdefault((tensor.device, tensor.dtype), []).append((name, tensor))
+    for members in groups.values():
+        if len(members) == 1:
+            (name, tensor), = members
+            copies[name] = _host_copy(tensor, f"{what} {name!r}").numpy()
+            continue
+        flat = torch.cat([tensor.reshape(-1) for _, tensor in members])  # a new tensor: the copy
+        if flat.device.type != "cpu" or flat.dtype not in _STORABLE:
+            flat = flat.to(device="cpu", dtype=flat.dtype if flat.dtype in _STORABLE else torch.float32)
+        values, offset = flat.numpy(), 0
+        for name, tensor in members:
+            count = tensor.numel()
+            copies[name] = values[offset : offset + count].reshape(tensor.shape)
+            offset += count
+    return [(name, copies[name]) for name, _ in tensors]
+
+
+def _named_parameters(modules: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Parameter]]:
+    """``model.named_parameters()`` from the model's ``named_modules()``, walked once already."""
+    seen: set[int] = set()
+    found = []
+    for prefix, module in modules:
+        for name, param in module._parameters.items():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                found.append((f"{prefix}.{name}" if prefix else name, param))
+    return found
+
+
 def _step_numbers(steps: int | Iterable[int]) -> frozenset[int]:
     numbers = range(steps) if isinstance(steps, int) else steps
     chosen = frozenset(numbers)
@@ -100,6 +140,7 @@ class _Step:
     losses: dict[str, float] = field(default_factory=dict)
     class_counts: set[int] = field(default_factory=set)
     calls: int = 0  # activation inputs so far: the next one's ``order``
+    parameters: list[tuple[str, nn.Parameter]] = field(default_factory=list)  # as named_parameters() gives them
     # Tensors recorded by hand with rec.activation_input, so that the
     # functional call that follows does not record them a second time.
     by_hand: dict[int, weakref.ref[torch.Tensor]] = field(default_factory=dict)
@@ -304,13 +345,15 @@ class Recorder:
         if number in self._written:
             raise RecordingError(f"step {number} was already recorded; step numbers must not repeat")
         current = _Step(number)
+        modules = list(self.model.named_modules())  # walked once per recorded step
+        current.parameters = _named_parameters(modules)
         # Each parameter's values are written once, at the first recorded step
         # where it has values: only --explain reads weights, at the first
         # analysed step, and copying and writing every weight at every step
         # cost more than the rest of the step file (docs/recording.md, Overhead).
         current.weights = {
             name: self._parameter_copy(param, f"parameter {name!r}")
-            for name, param in self.model.named_parameters()
+            for name, param in current.parameters
             # A lazy module's parameter has no values before its first forward.
             if name not in self._weights_written and not isinstance(param, nn.parameter.UninitializedParameter)
         }
@@ -322,7 +365,6 @@ class Recorder:
         # removed at the first step not recorded, after the last recorded one
         # and at close(), so that steps after the recording run exactly as
         # without the recorder.
-        modules = list(self.model.named_modules())
         layout = [(name, id(module)) for name, module in modules]
         self._tracker_made = self._tracker is None or layout != self._hooked
         if self._tracker_made:
@@ -523,11 +565,14 @@ class Recorder:
         if not current.losses:
             raise RecordingError(f"step {step}: no loss was recorded; call rec.loss(loss) inside rec.step()")
         owners = _parameter_owners(self.model) if current.weights else {}
-        gradients = {
-            f"gradient/{name}": self._parameter_copy(param.grad, f"gradient of {name!r}").numpy()
-            for name, param in self.model.named_parameters()
-            if param.grad is not None
-        }
+        with_gradients = [(name, param.grad) for name, param in current.parameters if param.grad is not None]
+        if self.parameter_stride > 1:
+            gradients = {
+                f"gradient/{name}": self._parameter_copy(grad, f"gradient of {name!r}").numpy()
+                for name, grad in with_gradients
+            }
+        else:
+            gradients = {f"gradient/{name}": copy for name, copy in _host_copies(with_gradients, "gradient of")}
         if not gradients:
             raise RecordingError(
                 f"step {step}: no parameter has a gradient; call loss.backward() inside rec.step(), "
