@@ -12,7 +12,9 @@ to write one recorded step file (its tensors written again with TrialWriter,
 CPU time of the writing thread): by poorinit's own writer (h5write), and by
 HDF5 for comparison; against the unrecorded step, and a fourth
 what the recorder itself takes on the training thread (recorded steps whose
-files are not written, CPU time of that thread against an unrecorded step's). Then it records the same steps plain,
+files are not written, CPU time of that thread against an unrecorded step's).
+One row says what any work on the other core costs the training thread on
+this machine (an unrecorded step with another process busy there). Then it records the same steps plain,
 gzip- and lzf-compressed, and compares the trials' sizes and how long
 ``poorinit.analyze`` takes to read each. Rows follow bench/run.py's table;
 bench/run.py can call :func:`rows` and add them to its own.
@@ -225,6 +227,43 @@ def writer_row(label: str, trial: Path, step: int, base: float, scratch: Path, r
     )
 
 
+# Busy on the other core for at most a minute, in a process of its own (no GIL shared): memory copies.
+_BUSY = (
+    "import time\nimport numpy as np\na = np.ones(1 << 24, np.uint8)\nb = np.empty_like(a)\n"
+    "end = time.monotonic() + 60\nwhile time.monotonic() < end:\n    np.copyto(b, a)\n"
+)
+
+
+def second_core_row(label: str, make: Callable[[], nn.Module], shape: tuple[int, ...], batch: int, steps: int,
+                    runs: int) -> Row:  # fmt: skip
+    """What any work on the machine's other core costs the training thread: an unrecorded step with
+    another process busy there, against one with that core idle. The writer thread's work lands there."""
+    import subprocess
+
+    torch.manual_seed(0)
+    model = make()
+    train(model, shape, batch, 1, None)  # warm-up
+    idle, busy = [], []
+    for _ in range(max(runs, 3)):  # alternated
+        idle.append(train(model, shape, batch, steps, None))
+        process = subprocess.Popen([sys.executable, "-c", _BUSY])
+        try:
+            time.sleep(0.2)  # under way
+            busy.append(train(model, shape, batch, steps, None))
+        finally:
+            process.kill()
+            process.wait()
+    base, loaded = statistics.median(idle) / steps, statistics.median(busy) / steps
+    return (
+        "recording: the second core",
+        f"{label}: an unrecorded step with another process copying memory on the other core, vs with that core "
+        "idle (what the writer thread's work costs the training thread on this machine)",
+        f"{loaded * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({loaded / base:.2f}x)",
+        "n/a (the machine)",
+        None,
+    )
+
+
 def size_of(trial: Path) -> int:
     return sum(f.stat().st_size for f in trial.rglob("*") if f.is_file())
 
@@ -289,6 +328,9 @@ def _rows(smoke: bool, tmp: str | os.PathLike[str] | None, runs: int, batch: int
                 ))  # fmt: skip
             found.append(writer_row(label, last, min(1, steps - 1), base, root / "rewritten", runs))
             found.append(training_thread_row(label, make, shape, batch, steps, runs, root))
+
+        label = "2-layer transformer (seq 16, width 64)"
+        found.append(second_core_row(label, *MODELS[label], batch, steps, runs))
 
         # Size and read cost of compression, on the MLP's trial (weights at the first step, gradients at every step).
         make, shape = MODELS["MLP 3x256"]

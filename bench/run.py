@@ -447,10 +447,12 @@ def why_short(rows: list[Row], index: int) -> str:
         parts = {r.figure: r.measured for r in rows[index + 1 :] if r.compared.startswith(model)}
         training = parts.get("recording: the training thread's part", "?")
         writer = parts.get("recording: the writer's part", "?")
+        second = next((r.measured for r in rows if r.figure == "recording: the second core"), "?")
         return (
             f"The recorder's own work on the training thread, no file written, is {training}; the writer thread's "
-            f"CPU (the writer's part: {writer}) runs beside it on the second core, and at the end close() waits "
-            "for the last files' fsync."
+            f"CPU (the writer's part: {writer}) runs beside it on the second core, where on this machine any work "
+            f"slows the training thread (the second core: {second}), and shares the GIL with it; at the end "
+            "close() waits for the last file."
         )
     return WHY_SHORT.get(row.figure, "No reason recorded here: see docs/performance.md.")
 
