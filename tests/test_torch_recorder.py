@@ -503,3 +503,20 @@ def test_gradients_are_copied_per_dtype_in_one_go_and_equal_their_tensors():
     shared = nn.Linear(3, 3)
     model = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(3, 2))
     assert [n for n, _ in _named_parameters(list(model.named_modules()))] == [n for n, _ in model.named_parameters()]
+
+
+def test_the_writer_waits_while_a_forward_of_the_model_runs(tmp_path):
+    """The background writer starts a file when no forward runs (its Python and a forward's take turns on
+    the GIL); a forward that raises still lets it go on, and so do the steps after the recording."""
+    model = Net()
+    seen = []
+    model.net[2].register_forward_hook(lambda m, a, o: seen.append(rec._background.idle.is_set()))
+    rec = Recorder(model, tmp_path / "t", steps=2)
+    train(model, rec, 1)
+    assert seen == [False] and rec._background.idle.is_set()
+    with pytest.raises(ValueError), rec.step():
+        model.net[0].register_forward_hook(lambda m, a, o: (_ for _ in ()).throw(ValueError("bad batch")))
+        model(torch.randn(2, 4))
+    assert rec._background.idle.is_set()  # the forward raised: the writer is not left waiting
+    rec.close()
+    assert step_numbers(tmp_path / "t") == [0]

@@ -4,7 +4,11 @@ The training thread hands each step's host copies to a bounded queue and goes
 on. One thread does the rest, step by step, in the order the steps were handed
 over: it forms what the recorder left to it (attention logits, see
 attention.py), then writes the step file (``TrialWriter.write_step``: under a
-temporary name, renamed into place when complete).
+temporary name, renamed into place when complete). It starts each file when
+no forward of the model runs (the recorder says so through ``idle``), or
+after ``FORWARD_WAIT``: the writer's Python and a small model's forward both
+need the GIL, and took turns on it, while the backward pass that follows the
+forward runs without it.
 
 The queue holds at most ``depth`` steps, so memory stays bounded: a training
 loop faster than the writer waits at the next recorded step instead of piling
@@ -25,6 +29,9 @@ from ..writer import TrialWriter
 __all__ = ["BackgroundWriter", "formed"]
 
 _STOP = object()
+
+# How long the writer waits, before each step file, for a forward of the model to end (seconds).
+FORWARD_WAIT = 0.05
 
 
 def formed(groups: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +61,10 @@ class BackgroundWriter:
         self._error: BaseException | None = None  # not yet raised on the training thread
         self._broken = False  # an error happened: stays set once that error is raised
         self._lock = threading.Lock()
+        # Cleared by the recorder while a forward of the model runs: the writer then waits (at most
+        # FORWARD_WAIT), so that its Python falls in the backward pass, which does not hold the GIL.
+        self.idle = threading.Event()
+        self.idle.set()
         self._thread = threading.Thread(target=self._write, name=f"poorinit-writer-{writer.path.name}", daemon=True)
         self._thread.start()
         self._closed = False
@@ -100,6 +111,7 @@ class BackgroundWriter:
             if self.broken:
                 continue  # after a failure, later steps are dropped: the trial is already incomplete
             step, groups = item
+            self.idle.wait(FORWARD_WAIT)
             try:
                 self.writer.write_step(step, **formed(groups))
             except BaseException as error:  # handed to the training thread

@@ -238,6 +238,7 @@ class Recorder:
         self._loss_seen = False  # a recorded step was written: its class count holds for the steps after it
         self._class_counts: set[int] = set()  # ... which are these
         self._forwards = 0  # forwards of the model under way, after the first recorded step
+        self._in_forward = 0  # forwards of the model under way, while hooks are on it
 
     @property
     def recording(self) -> bool:
@@ -376,9 +377,8 @@ class Recorder:
                 for name, module in modules
                 if (kind := activation_kind(module)) is not None
             ]
-            if not self._mode_per_forward:
-                self._handles.append(self.model.register_forward_pre_hook(self._resume_capture))
-                self._handles.append(self.model.register_forward_hook(self._after_forward, always_call=True))
+            self._handles.append(self.model.register_forward_pre_hook(self._before_forward))
+            self._handles.append(self.model.register_forward_hook(self._after_forward, always_call=True))
         assert self._tracker is not None
         self._tracker.active = True
         self._capture = FunctionalCapture(self._on_function, current.class_counts.add)
@@ -423,6 +423,9 @@ class Recorder:
             self._tracker.remove()
             self._tracker = None
         self._hooked = []
+        self._in_forward = 0
+        if self._background is not None:
+            self._background.idle.set()
 
     # -- the function mode's span --
     #
@@ -441,7 +444,22 @@ class Recorder:
     # zeroing of the gradients and the backward pass run outside it: 54 of a
     # transformer's 113 calls the mode would intercept before rec.loss().
 
+    # The background writer waits while a forward of the model runs (up to
+    # BackgroundWriter's FORWARD_WAIT), so that its Python work, which needs
+    # the GIL, falls in the backward pass, which runs without it: a small
+    # model's forward is mostly Python too, and the two took turns on the GIL.
+
+    def _before_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self._in_forward += 1
+        if self._background is not None:
+            self._background.idle.clear()
+        if not self._mode_per_forward:
+            self._resume_capture(module, args)
+
     def _after_forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        self._in_forward = max(0, self._in_forward - 1)
+        if self._in_forward == 0 and self._background is not None:
+            self._background.idle.set()
         if self._loss_seen and self._forwards > 0:
             self._forwards -= 1
             if self._forwards == 0:  # the outermost forward of the model (it may call itself)
