@@ -506,14 +506,19 @@ def test_gradients_are_copied_per_dtype_in_one_go_and_equal_their_tensors():
 
 
 def test_the_writer_waits_while_a_forward_of_the_model_runs(tmp_path):
-    """The background writer starts a file when no forward runs (its Python and a forward's take turns on
-    the GIL); a forward that raises still lets it go on, and so do the steps after the recording."""
+    """The background writer starts a file outside the model's forward and its loss, once the backward pass
+    runs (its Python and theirs take turns on the GIL); a forward that raises still lets it go on."""
     model = Net()
     seen = []
     model.net[2].register_forward_hook(lambda m, a, o: seen.append(rec._background.idle.is_set()))
     rec = Recorder(model, tmp_path / "t", steps=2)
-    train(model, rec, 1)
-    assert seen == [False] and rec._background.idle.is_set()
+    with rec.step():
+        loss = model(torch.randn(16, 4)).pow(2).mean()
+        seen.append(rec._background.idle.is_set())  # the loss: still waiting, until the backward pass
+        loss.backward()
+        seen.append(rec._background.idle.is_set())
+        rec.loss(loss)
+    assert seen == [False, False, True] and rec._background.idle.is_set()
     with pytest.raises(ValueError), rec.step():
         model.net[0].register_forward_hook(lambda m, a, o: (_ for _ in ()).throw(ValueError("bad batch")))
         model(torch.randn(2, 4))

@@ -4,11 +4,12 @@ The training thread hands each step's host copies to a bounded queue and goes
 on. One thread does the rest, step by step, in the order the steps were handed
 over: it forms what the recorder left to it (attention logits, see
 attention.py), then writes the step file (``TrialWriter.write_step``: under a
-temporary name, renamed into place when complete). It starts each file when
-no forward of the model runs (the recorder says so through ``idle``), or
-after ``FORWARD_WAIT``: the writer's Python and a small model's forward both
-need the GIL, and took turns on it, while the backward pass that follows the
-forward runs without it.
+temporary name, renamed into place when complete). It starts each file
+outside a forward of the model and its loss (the recorder says so through
+``idle``: from the forward's start until the backward pass reaches the
+model's output), or after ``FORWARD_WAIT``: the writer's Python and a small
+model's forward both need the GIL, and took turns on it, while the backward
+pass runs without it.
 
 The queue holds at most ``depth`` steps, so memory stays bounded: a training
 loop faster than the writer waits at the next recorded step instead of piling
@@ -30,7 +31,8 @@ __all__ = ["BackgroundWriter", "formed"]
 
 _STOP = object()
 
-# How long the writer waits, before each step file, for a forward of the model to end (seconds).
+# How long the writer waits, before each step file, for the training thread to leave the model's
+# forward and reach the backward pass (seconds).
 FORWARD_WAIT = 0.05
 
 
@@ -61,8 +63,9 @@ class BackgroundWriter:
         self._error: BaseException | None = None  # not yet raised on the training thread
         self._broken = False  # an error happened: stays set once that error is raised
         self._lock = threading.Lock()
-        # Cleared by the recorder while a forward of the model runs: the writer then waits (at most
-        # FORWARD_WAIT), so that its Python falls in the backward pass, which does not hold the GIL.
+        # Cleared by the recorder from a forward of the model until the backward pass: the writer
+        # then waits (at most FORWARD_WAIT), so that its Python falls in the backward pass, which
+        # does not hold the GIL.
         self.idle = threading.Event()
         self.idle.set()
         self._thread = threading.Thread(target=self._write, name=f"poorinit-writer-{writer.path.name}", daemon=True)

@@ -89,6 +89,14 @@ def _host_copies(tensors: list[tuple[str, torch.Tensor]], what: str) -> list[tup
     return [(name, copies[name]) for name, _ in tensors]
 
 
+def _first_tensor(output: Any) -> torch.Tensor | None:
+    """The model's output tensor, or the first of a tuple, list or mapping (a Hugging Face output)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    values = output.values() if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else ()
+    return next((value for value in values if isinstance(value, torch.Tensor)), None)
+
+
 def _named_parameters(modules: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Parameter]]:
     """``model.named_parameters()`` from the model's ``named_modules()``, walked once already."""
     seen: set[int] = set()
@@ -409,6 +417,8 @@ class Recorder:
             self._capture = None
             if self._tracker is not None:
                 self._tracker.active = False
+            if self._background is not None:
+                self._background.idle.set()
             if self._next not in self.steps:
                 self._unhook()
         if write:
@@ -444,10 +454,12 @@ class Recorder:
     # zeroing of the gradients and the backward pass run outside it: 54 of a
     # transformer's 113 calls the mode would intercept before rec.loss().
 
-    # The background writer waits while a forward of the model runs (up to
-    # BackgroundWriter's FORWARD_WAIT), so that its Python work, which needs
-    # the GIL, falls in the backward pass, which runs without it: a small
-    # model's forward is mostly Python too, and the two took turns on the GIL.
+    # The background writer waits from the start of a forward of the model
+    # until the backward pass reaches the model's output (or the step ends; at
+    # most BackgroundWriter's FORWARD_WAIT), so that its Python work, which
+    # needs the GIL, falls in the backward pass, which runs without it: a
+    # small model's forward, its loss and the zeroing of the gradients are
+    # mostly Python too, and they took turns on the GIL with the writer.
 
     def _before_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self._in_forward += 1
@@ -459,11 +471,19 @@ class Recorder:
     def _after_forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         self._in_forward = max(0, self._in_forward - 1)
         if self._in_forward == 0 and self._background is not None:
-            self._background.idle.set()
+            first = _first_tensor(output)
+            if first is not None and first.requires_grad and torch.is_grad_enabled():
+                first.register_hook(self._backward_reached)
+            else:
+                self._background.idle.set()
         if self._loss_seen and self._forwards > 0:
             self._forwards -= 1
             if self._forwards == 0:  # the outermost forward of the model (it may call itself)
                 self._pause_capture()
+
+    def _backward_reached(self, grad: torch.Tensor) -> None:
+        if self._background is not None and self._in_forward == 0:
+            self._background.idle.set()
 
     def _pause_capture(self) -> None:
         capture = self._capture
