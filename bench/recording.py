@@ -118,6 +118,11 @@ class _Discarding:
 
     broken = False
 
+    def __init__(self) -> None:
+        import threading
+
+        self.idle = threading.Event()  # the recorder's gate for the writer: nobody waits on it here
+
     def write_step(self, step: int, **groups: object) -> None:
         pass
 
