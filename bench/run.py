@@ -504,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
     load_before = load_average()
+    if args.tmp is not None:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="poorinit-bench-", dir=args.tmp) as tmp:
         ctx = Context(sizes, Path(tmp), poorinit_script(), [], [], args.baseline, args.smoke)
         # Run in the temporary directory, so no pyproject.toml [tool.poorinit] of ours applies.
