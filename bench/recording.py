@@ -149,15 +149,19 @@ def training_thread_row(
         plain.append(train(model, shape, batch, steps, None, clock=time.thread_time))
         recorder = partial(discarding_recorder, model, scratch / f"discarded{run}", steps)
         gathered.append(train(model, shape, batch, steps, recorder, clock=time.thread_time))
-    base, own = statistics.median(plain) / steps, statistics.median(gathered) / steps
-    return (
+    return _per_step_row(
         "recording: the training thread's part",
         f"{label}: a recorded step with its file not written (hooks, function mode, copies), CPU time of the "
         "training thread, vs an unrecorded step's",
-        f"{own * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({own / base:.2f}x)",
-        "n/a (what the recorder itself takes from the loop)",
-        None,
-    )
+        gathered, plain, steps, "n/a (what the recorder itself takes from the loop)",
+    )  # fmt: skip
+
+
+def _per_step_row(figure: str, compared: str, runs: list[float], base: list[float], steps: int, target: str) -> Row:
+    """A row of two sides' medians per step, and their ratio: for comparison, no target to meet."""
+    measured, reference = statistics.median(runs) / steps, statistics.median(base) / steps
+    return (figure, compared, f"{measured * 1e3:.1f} ms vs {reference * 1e3:.1f} ms ({measured / reference:.2f}x)",
+            target, None)  # fmt: skip
 
 
 def writer_row(label: str, trial: Path, step: int, base: float, scratch: Path, runs: int) -> Row:
@@ -258,15 +262,12 @@ def second_core_row(label: str, make: Callable[[], nn.Module], shape: tuple[int,
         finally:
             process.kill()
             process.wait()
-    base, loaded = statistics.median(idle) / steps, statistics.median(busy) / steps
-    return (
+    return _per_step_row(
         "recording: the second core",
         f"{label}: an unrecorded step with another process copying memory on the other core, vs with that core "
         "idle (what the writer thread's work costs the training thread on this machine)",
-        f"{loaded * 1e3:.1f} ms vs {base * 1e3:.1f} ms ({loaded / base:.2f}x)",
-        "n/a (the machine)",
-        None,
-    )
+        busy, idle, steps, "n/a (the machine)",
+    )  # fmt: skip
 
 
 def size_of(trial: Path) -> int:
