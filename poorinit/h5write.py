@@ -27,6 +27,8 @@ and the writer uses HDF5.
 The file goes to the kernel in ``writev`` segments: the metadata, then each
 chunk's values as a view of the caller's array (an edge chunk padded in a
 copy) and its checksum, so a step of hundreds of MiB needs no second copy.
+Where everything lies is worked out once per layout (:class:`_Layout`): a
+recorder's later step files, with the same tensors, cost their values only.
 """
 
 from __future__ import annotations
