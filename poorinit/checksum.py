@@ -21,8 +21,8 @@ apart in seven passes: 5x slower.
 
 Writing uses HDF5's own C function instead when this process has it
 (:func:`chunk_checksum_function`): no Python per chunk, and no GIL held, on a
-recorder's writer thread beside the training loop. Both are HDF5's metadata
-checksum too: lookup3, below.
+recorder's writer thread beside the training loop. HDF5's metadata checksum,
+lookup3, is below: HDF5's own function too where this process has it.
 """
 
 from __future__ import annotations

@@ -130,6 +130,27 @@ def test_the_same_step_written_twice_is_the_same_bytes(tmp_path: Path) -> None:
     assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
+def test_a_layout_is_reused_only_with_the_values_of_each_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later steps with the same tensors reuse the first one's layout (h5write._Layout): each file still holds
+    its own values, root attributes of the same length but another value, and compact and chunked tensors;
+    a root attribute of another length, or a tensor of another shape, is a layout of its own."""
+    monkeypatch.setattr(h5write, "_LAYOUTS", type(h5write._LAYOUTS)())
+    rng = np.random.default_rng(3)
+    steps = [
+        {"gradients": {"w": rng.standard_normal((64, 64), dtype=np.float32), "b": rng.standard_normal(8)},
+         "losses": {"loss": float(step)}, "root_attrs": {"num_classes": 10 + step, "note": note}}
+        for step, note in enumerate(["ab", "cd", "ef", "longer"])
+    ]  # fmt: skip
+    steps.append({**steps[0], "gradients": {"w": rng.standard_normal((32, 64), dtype=np.float32), "b": np.ones(8)}})
+    ours, theirs = _write_both(tmp_path, steps, monkeypatch)
+    _assert_read_alike(ours, theirs)
+    assert len(h5write._LAYOUTS) == 3  # steps 0-2 share one; "longer" and the smaller w are two more
+    writer = TrialWriter(tmp_path / "many", fsync=False)
+    for step in range(h5write.LAYOUTS_KEPT + 4):
+        writer.write_step(step, gradients={"w": np.zeros(step + 1, np.float32)})
+    assert len(h5write._LAYOUTS) == h5write.LAYOUTS_KEPT  # the oldest are let go: memory stays bounded
+
+
 @pytest.mark.parametrize("compression", ["gzip", "lzf"])
 def test_compressed_steps_are_written_by_hdf5(tmp_path: Path, compression: str) -> None:
     path = TrialWriter(tmp_path / "t", fsync=False, compression=compression).write_step(
