@@ -145,10 +145,10 @@ def _hdf5_checksums() -> tuple[Callable[[bytes | bytearray | memoryview], int], 
     In Python lookup3 costs about a microsecond per 12 bytes, and the object
     headers of a step file hold kilobytes (every compact tensor's values);
     the library's C function, exported by every HDF5 since 1.8, costs nothing
-    by comparison. Its fletcher32 runs at about 3 GB/s with no fixed cost,
-    where the numpy version above pays some 50 microseconds of Python per
-    chunk: on a recorder's writer thread, that Python holds the GIL the
-    training loop needs, and the C call (through ctypes) releases it. Both are
+    by comparison. Its fletcher32 costs no Python per chunk, where the numpy
+    version above makes several numpy calls per chunk: on a recorder's writer
+    thread, that Python holds the GIL the training loop needs, and the C call
+    (through ctypes) releases it. Both are
     used only if they agree with the versions above.
     The library is looked for next to h5py first (a wheel's ``h5py.libs``), so
     that reading and writing step files without HDF5 need not import h5py

@@ -64,6 +64,10 @@ MAX_COMPACT_LINKS = 4096
 IOV_MAX = 1024
 
 
+# A compact dataset's values fit in one header message whatever they are.
+assert fmt.COMPACT_BYTES + 4 <= MESSAGE_MAX
+
+
 class Unwritable(Exception):
     """The step holds something this module does not write: write it with HDF5."""
 
@@ -261,9 +265,7 @@ class _Dataset(_Object):
         return b"".join((_ATTRIBUTE_INFO, *self.attrs))
 
     def messages(self) -> list[bytes]:
-        if self.chunks is None:  # the values' bytes come at writing: zeros hold their place
-            if self.nbytes + 4 > MESSAGE_MAX:
-                raise Unwritable(f"a header message of {self.nbytes + 4} bytes")
+        if self.chunks is None:  # the values' bytes come at writing (at most COMPACT_BYTES): zeros hold their place
             return [self.head(), bytes(self.nbytes), self.tail()]
         layout = _chunked_layout(self.chunks, self.dtype.itemsize, self.count, self.index)
         return [_dataset_prefix(self.shape, self.dtype, True), layout, _ATTRIBUTE_INFO, *self.attrs]

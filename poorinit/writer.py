@@ -105,8 +105,8 @@ class TrialWriter:
         # machine crash a step file is either complete or absent, never a
         # right name over missing blocks (the rename alone already keeps a
         # half-written file from a concurrent reader). Off for throwaway
-        # trials, and in poorinit.torch's Recorder, whose every flush cost a
-        # small model's training loop a tenth of its step (docs/recording.md,
+        # trials, and in poorinit.torch's Recorder, whose flushes cost a small
+        # model's training loop about a step each (docs/recording.md,
         # Durability).
         self.fsync = fsync
         self.path.mkdir(parents=True, exist_ok=True)

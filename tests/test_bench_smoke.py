@@ -26,3 +26,14 @@ def test_smoke_benchmark_prints_the_table(tmp_path):
     assert set(FIGURES) <= rows, result.stdout
     assert "MISMATCH" not in result.stdout
     assert list(tmp_path.iterdir()) == []  # the trials were removed
+
+
+def test_smoke_recording_parts_prints_both_models():
+    """bench/recording_parts.py (what the flush and the logits at the call would cost) still runs."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "recording_parts.py"), "--smoke"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "ms" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["2-layer transformer (seq 16, width 64)", "MLP 3x256"]

@@ -744,6 +744,7 @@ def test_attention_logits_are_formed_later_from_the_operands_as_they_were(tmp_pa
         x.zero_()
     np.testing.assert_array_equal(deferred().numpy(), before.numpy())
     assert deferred(rows=2).shape == (2, 2, 5, 5)
+    assert deferred(rows=1).shape == (1, 2, 5, 5)  # cut as any other activation input is: by leading rows
     # 3 heads do not divide a width of 8: no logits, and the call runs as it would
     assert attention_logits(F.multi_head_attention_forward, (x, x, x, 8, 3, attention.in_proj_weight), {}) is None
 
@@ -774,3 +775,30 @@ def test_under_torch_distributed_the_trial_declares_its_workers(tmp_path):
     assert root_attrs(tmp_path / "t")["workers"] == 2
     verdict = poorinit.analyze(tmp_path / "t")
     assert any("part of the data" in warning for warning in verdict.warnings), verdict.warnings
+
+
+def test_attention_logits_that_cannot_be_formed_are_left_out_and_said(tmp_path, monkeypatch):
+    """A deferred softmax input that fails on the writer's side never breaks the step file, and never goes
+    unsaid: the rule would otherwise judge that softmax by nothing without a word."""
+    from poorinit.torch.attention import DeferredLogits
+
+    monkeypatch.setattr(DeferredLogits, "__call__", lambda self, rows=None: None)
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = attention
+            self.fc = nn.Linear(16, 16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.fc(self.attn(x, x, x, need_weights=False)[0]))
+
+    model = Net()
+    warned = pytest.warns(RecordingWarning, match="attention logits could not be formed")
+    with warned, Recorder(model, tmp_path / "t", steps=1, background=False) as rec, rec.step():
+        loss = model(torch.randn(3, 6, 16)).pow(2).mean()
+        loss.backward()
+        rec.loss(loss)
+    assert set(activation_inputs(tmp_path / "t")) == {"relu_input"}  # recorded; the logits left out

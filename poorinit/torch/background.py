@@ -2,7 +2,7 @@
 
 The training thread hands each step's host copies to a bounded queue and goes
 on. One thread does the rest, step by step, in the order the steps were handed
-over: it forms what the recorder left to it (attention logits, see
+over: it forms what the recorder left to it (``prepare``: attention logits, see
 attention.py), then writes the step file (``TrialWriter.write_step``: under a
 temporary name, renamed into place when complete). It starts each file
 outside a forward of the model and its loss (the recorder says so through
@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..writer import TrialWriter
 
-__all__ = ["BackgroundWriter", "formed"]
+__all__ = ["BackgroundWriter"]
 
 _STOP = object()
 
@@ -36,29 +37,14 @@ _STOP = object()
 FORWARD_WAIT = 0.05
 
 
-def formed(groups: dict[str, Any]) -> dict[str, Any]:
-    """``groups`` with the activation inputs left to this thread formed: attention logits
-    (recorder._Later) are computed here, off the training thread; one that cannot be
-    formed is left out, with its attributes."""
-    inputs = groups.get("activation_inputs") or {}
-    if not any(callable(value) for value in inputs.values()):
-        return groups
-    arrays, attrs = {}, dict(groups.get("attrs") or {})
-    for name, value in inputs.items():
-        if callable(value):
-            value = value()
-            if value is None:
-                attrs.pop(name, None)
-                continue
-        arrays[name] = value
-    return {**groups, "activation_inputs": arrays, "attrs": attrs}
-
-
 class BackgroundWriter:
     """``write_step`` on a thread; ``join`` waits for it and re-raises what failed there."""
 
-    def __init__(self, writer: TrialWriter, depth: int = 2) -> None:
+    def __init__(
+        self, writer: TrialWriter, depth: int = 2, prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> None:
         self.writer = writer
+        self._prepare = prepare  # run on this thread on each step's groups first (the recorder forms logits)
         self._steps: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None  # not yet raised on the training thread
         self._broken = False  # an error happened: stays set once that error is raised
@@ -116,7 +102,7 @@ class BackgroundWriter:
             step, groups = item
             self.idle.wait(FORWARD_WAIT)
             try:
-                self.writer.write_step(step, **formed(groups))
+                self.writer.write_step(step, **(groups if self._prepare is None else self._prepare(groups)))
             except BaseException as error:  # handed to the training thread
                 self._fail(error)
 

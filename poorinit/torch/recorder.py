@@ -25,7 +25,7 @@ from .. import format as fmt
 from ..errors import PoorinitError
 from ..writer import TrialWriter
 from .attention import DeferredLogits
-from .background import BackgroundWriter, formed
+from .background import BackgroundWriter
 from .functional import FunctionalCapture, negative_slope
 from .modules import ModuleTracker, activation_kind, activation_slope
 
@@ -129,6 +129,27 @@ class _Later:
         return None if tensor is None else _host_copy(tensor, self.what).numpy()
 
 
+def _formed(groups: dict[str, Any]) -> dict[str, Any]:
+    """``groups`` with the activation inputs left to this thread formed: attention logits
+    (_Later) are computed here, off the training thread; one that cannot be
+    formed is left out, with its attributes, and said (never silently: the rule then
+    judges that layer's softmax by nothing)."""
+    inputs = groups.get("activation_inputs") or {}
+    if not any(callable(value) for value in inputs.values()):
+        return groups
+    arrays, attrs = {}, dict(groups.get("attrs") or {})
+    for name, value in inputs.items():
+        if callable(value):
+            value = value()
+            if value is None:
+                attrs.pop(name, None)
+                warnings.warn(f"{name}: the attention logits could not be formed, so the step file leaves them "
+                              "out and the rule cannot judge that softmax", RecordingWarning, stacklevel=2)  # fmt: skip
+                continue
+        arrays[name] = value
+    return {**groups, "activation_inputs": arrays, "attrs": attrs}
+
+
 @dataclass
 class _Captured:
     """One activation input of a step, with what the recorder knows about it."""
@@ -218,12 +239,12 @@ class Recorder:
             )
         # No flush to disk (fsync) per file: the rename still shows a reader
         # complete files only, a crash's damage is caught by the checksums on
-        # reading, and each flush cost the training loop a tenth of a small
-        # model's step, on the other core (docs/recording.md, Durability).
+        # reading, and each flush cost a small model's training loop about a
+        # step, though on another thread (docs/recording.md, Durability).
         self.writer = TrialWriter(path, mode=mode, worker=worker, compression=compression, fsync=False)
         # On by default: the file (encoding, checksums, attention logits) is
         # written on a thread, so a recorded step costs the loop its copies only.
-        self._background = BackgroundWriter(self.writer) if background else None
+        self._background = BackgroundWriter(self.writer, prepare=_formed) if background else None
         self._next = 0
         self._open = False
         self._current: _Step | None = None
@@ -245,7 +266,6 @@ class Recorder:
         self._paused_under = 0  # the mode stack's depth when it did
         self._loss_seen = False  # a recorded step was written: its class count holds for the steps after it
         self._class_counts: set[int] = set()  # ... which are these
-        self._forwards = 0  # forwards of the model under way, after the first recorded step
         self._in_forward = 0  # forwards of the model under way, while hooks are on it
 
     @property
@@ -306,7 +326,7 @@ class Recorder:
             finally:
                 self._incomplete = self._incomplete or background.broken
                 if restart:
-                    self._background = BackgroundWriter(self.writer)
+                    self._background = BackgroundWriter(self.writer, prepare=_formed)
 
     def close(self) -> None:
         """Write what is queued, then mark this worker's part of the trial finished (``FINISHED_<worker>``)."""
@@ -368,8 +388,8 @@ class Recorder:
         }
         # Hooks are made at a recorded step, so modules added after the
         # recorder was made count, and kept while the next step is recorded
-        # too and the model has the same modules (making them cost a small
-        # model's step a tenth of its time): the model is walked at each
+        # too and the model has the same modules (making them cost 0.07-0.18
+        # ms a step, docs/performance.md): the model is walked at each
         # recorded step, and a new or replaced module means new hooks. They are
         # removed at the first step not recorded, after the last recorded one
         # and at close(), so that steps after the recording run exactly as
@@ -396,7 +416,6 @@ class Recorder:
         # model's forwards only. The hook enters it around each forward
         # of the model always, because its step boundaries are callbacks that
         # may run on another thread (the end of a backward pass).
-        self._forwards = 0
         self._mode_paused = self._loss_seen and not self._mode_per_forward
         self._mode_entered = not self._mode_per_forward and not self._mode_paused
         if self._mode_entered:
@@ -451,8 +470,7 @@ class Recorder:
     # computes the same loss at every step, and its class count is written in
     # every step file. After it, the mode spans each forward of the model (the
     # model's pre-hook enters it, its forward hook leaves it), and the loss, the
-    # zeroing of the gradients and the backward pass run outside it: 54 of a
-    # transformer's 113 calls the mode would intercept before rec.loss().
+    # zeroing of the gradients and the backward pass run outside it.
 
     # The background writer waits from the start of a forward of the model
     # until the backward pass reaches the model's output (or the step ends; at
@@ -463,6 +481,8 @@ class Recorder:
 
     def _before_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self._in_forward += 1
+        if self._in_forward > 1:
+            return  # the model calling itself: the outermost forward decides
         if self._background is not None:
             self._background.idle.clear()
         if not self._mode_per_forward:
@@ -470,16 +490,16 @@ class Recorder:
 
     def _after_forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         self._in_forward = max(0, self._in_forward - 1)
-        if self._in_forward == 0 and self._background is not None:
+        if self._in_forward > 0:
+            return
+        if self._background is not None:
             first = _first_tensor(output)
             if first is not None and first.requires_grad and torch.is_grad_enabled():
                 first.register_hook(self._backward_reached)
             else:
                 self._background.idle.set()
-        if self._loss_seen and self._forwards > 0:
-            self._forwards -= 1
-            if self._forwards == 0:  # the outermost forward of the model (it may call itself)
-                self._pause_capture()
+        if self._loss_seen and not self._mode_per_forward:
+            self._pause_capture()  # after the first recorded step, the mode spans the forwards only
 
     def _backward_reached(self, grad: torch.Tensor) -> None:
         if self._background is not None and self._in_forward == 0:
@@ -498,13 +518,12 @@ class Recorder:
 
     def _resume_capture(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         capture = self._capture
-        if capture is not None and self._loss_seen and (self._forwards or self._mode_paused):
-            self._forwards += 1  # left at the end of this forward, within any mode the loop entered around it
         if capture is None or not self._mode_paused:
             return
         if not self._loss_seen and _function_mode_depth() != self._paused_under:
             # The loop entered a mode of its own since rec.loss(): ours pushed
-            # above it would be popped by that mode's exit.
+            # above it would be popped by that mode's exit. (After the first
+            # step ours is left at the end of this very forward, so it nests.)
             self._warn_once(
                 "mode-resume",
                 "a forward of the model after rec.loss() ran inside a TorchFunctionMode entered after "
@@ -648,7 +667,7 @@ class Recorder:
         if self._background is not None:
             self._background.write_step(step, **groups)  # the logits are formed on its thread
         else:
-            self.writer.write_step(step, **formed(groups))
+            self.writer.write_step(step, **_formed(groups))
         self._written.add(step)
         self._weights_written.update(current.weights)
         if not activations:
